@@ -1,0 +1,125 @@
+"""The ``guardian`` command: run the daemon, check a config, and the parent's actions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import ConfigError, GuardianError
+
+log = logging.getLogger("guardian")
+
+DEFAULT_CONFIG = "/etc/guardian/guardian.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guardian", description="Home-network guardian: family DNS filtering.")
+    parser.add_argument("--version", action="version", version=f"guardian {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG})")
+        return sub
+
+    command("run", "run the daemon (SIGTERM/SIGINT stop, SIGHUP reloads the configuration)")
+    command("check-config", "validate a configuration file; print FILE:LINE: problem lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "check-config":
+            return check_config(args.config)
+        if args.command == "run":
+            return run(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except GuardianError as exc:
+        print(f"guardian: {exc}", file=sys.stderr)
+        return 1
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+def check_config(path: str) -> int:
+    from . import config
+
+    settings = config.load(path)
+    print(f"{path}: OK ({len(settings.dns.listen)} listen addresses, {len(settings.dns.upstreams)} upstreams)")
+    return 0
+
+
+def run(path: str) -> int:
+    from . import config
+
+    settings = config.load(path)
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+        log.info("uvloop is not installed: using the standard asyncio loop")
+    else:
+        runner = uvloop.run
+    return runner(_serve(path, settings))
+
+
+async def _serve(path: str, settings: object) -> int:
+    from . import config
+    from .app import Guardian
+
+    assert isinstance(settings, config.Settings)
+    daemon = Guardian(settings)
+    await daemon.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloading: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        try:
+            new = config.load(path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration:\n%s", "\n".join(exc.problems))
+            return
+        try:
+            await daemon.reload(new)
+        except GuardianError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        log.info("configuration reloaded from %s", path)
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    log.info("Guardian %s running (config %s, data in %s)", __version__, path, settings.data_dir)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        for task in reloading:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await daemon.stop()
+    return 0

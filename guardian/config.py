@@ -1,0 +1,566 @@
+"""The YAML configuration -> typed, frozen settings, or every problem as FILE:LINE.
+
+Telcos write these keys into files they ship, so the names are a contract (see the
+README's Configuration section). Unknown keys, wrong types and bad addresses are
+errors reported with their line, never silently ignored; all problems are collected
+so one run of ``guardian check-config`` shows them all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from .dns.server import parse_hostport
+from .dns.upstream import UpstreamSpec, parse_upstream
+from .errors import ConfigError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+PRIVATE_CLIENTS = ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fe80::/10"]
+DEFAULT_UPSTREAMS = ["udp://9.9.9.9:53", "tls://dns.quad9.net@9.9.9.9:853", "https://dns.quad9.net/dns-query"]
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    listen: tuple[tuple[str, int], ...] = (("127.0.0.1", 5353), ("::1", 5353))
+    upstreams: tuple[UpstreamSpec, ...] = tuple(parse_upstream(u) for u in DEFAULT_UPSTREAMS)
+    bootstrap: tuple[UpstreamSpec, ...] = ()
+    allow_clients: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in PRIVATE_CLIENTS)
+    rate_limit: int = 1000
+    upstream_timeout: float = 1.0
+    max_inflight: int = 1024
+    cache_size: int = 10_000
+    min_ttl: int = 0
+    max_ttl: int = 86_400
+    negative_ttl: int = 3_600
+    serve_stale: int = 86_400
+    local_names: tuple[str, ...] = ("guardian.lan",)
+    local_addresses: tuple[str, ...] = ()
+    tls_ca_file: str | None = None
+    tcp_idle_seconds: float = 10.0
+    tcp_max_connections: int = 256
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+
+
+@dataclass(frozen=True)
+class ListSettings:
+    name: str
+    category: str
+    url: str | None = None
+    path: str | None = None
+    format: str = "auto"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    flush_seconds: float = 2.0
+    queue_size: int = 50_000
+    query_days: int = 7
+    event_days: int = 90
+    usage_days: int = 90
+    max_mb: int = 512
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    mode: str = "full"
+    anonymous_stats: bool = False
+
+
+@dataclass(frozen=True)
+class DiscoverySettings:
+    interfaces: tuple[str, ...] = ()
+    passive: bool = True
+    sweep_minutes: int = 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path | None = None
+    dns: DnsSettings = field(default_factory=DnsSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    data_dir: Path = Path("./var")
+    timezone: str | None = None
+    log_level: str = "info"
+    lists: tuple[ListSettings, ...] = ()
+    store: StoreSettings = field(default_factory=StoreSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+    household: dict[str, Any] | None = None
+    household_line: int = 0
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The household's time zone (the system's when none is set)."""
+        if self.timezone:
+            return ZoneInfo(self.timezone)
+        return system_zone()
+
+
+def system_zone() -> ZoneInfo:
+    name = os.environ.get("TZ", "").lstrip(":")
+    if not name:
+        try:
+            name = str(Path("/etc/timezone").read_text().strip())
+        except OSError:
+            link = Path("/etc/localtime")
+            name = str(link.resolve()).split("zoneinfo/", 1)[-1] if link.is_symlink() else "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+# -- a small schema language over YAML nodes, so every error knows its line --------
+
+class _Bad(Exception):
+    """A problem with one value; ``node`` says where."""
+
+    def __init__(self, message: str, node: yaml.Node | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+Parser = Callable[[yaml.Node, str, "_Context"], Any]
+
+
+class _Context:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.problems: list[str] = []
+
+    def report(self, node: yaml.Node | None, path: str, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else 1
+        where = f"{path}: " if path else ""
+        self.problems.append(f"{self.filename}:{line}: {where}{message}")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads IPv6 in flow lists, as YAML 1.2 does: ``[::1/128, fe80::/10]``.
+
+    YAML 1.1 (PyYAML) takes a ``:`` inside ``[...]`` as a key separator even when a
+    non-space follows, so the operator contract's own example would not load.
+    """
+
+    _BREAK = "\0 \t\r\n\x85\u2028\u2029,[]{}"
+
+    def check_value(self) -> bool:
+        if self.flow_level:
+            return bool(self.peek(1) in self._BREAK)
+        return bool(super().check_value())
+
+    def check_plain(self) -> bool:
+        if self.flow_level and self.peek() == ":" and self.peek(1) not in self._BREAK:
+            return True
+        return bool(super().check_plain())
+
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+def _scalar(node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise _Bad("expected a single value, not a " + ("list" if isinstance(node, yaml.SequenceNode) else "mapping"), node)
+    try:
+        return _constructor.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError as exc:
+        raise _Bad(str(exc.problem), node) from None
+
+
+def string(node: yaml.Node, path: str, ctx: _Context) -> str:
+    value = _scalar(node)
+    if not isinstance(value, str) or not value:
+        raise _Bad(f"expected text, got {value!r}", node)
+    return value
+
+
+def optional_string(node: yaml.Node, path: str, ctx: _Context) -> str | None:
+    value = _scalar(node)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Bad(f"expected text, got {value!r}", node)
+    return value
+
+
+def integer(low: int, high: int) -> Parser:
+    def parse(node: yaml.Node, path: str, ctx: _Context) -> int:
+        value = _scalar(node)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Bad(f"expected a whole number, got {value!r}", node)
+        if not low <= value <= high:
+            raise _Bad(f"{value} is out of range {low}..{high}", node)
+        return value
+    return parse
+
+
+def number(low: float, high: float) -> Parser:
+    def parse(node: yaml.Node, path: str, ctx: _Context) -> float:
+        value = _scalar(node)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Bad(f"expected a number, got {value!r}", node)
+        if not low <= value <= high:
+            raise _Bad(f"{value} is out of range {low}..{high}", node)
+        return float(value)
+    return parse
+
+
+def boolean(node: yaml.Node, path: str, ctx: _Context) -> bool:
+    value = _scalar(node)
+    if not isinstance(value, bool):
+        raise _Bad(f"expected true or false, got {value!r}", node)
+    return value
+
+
+def choice(*options: str) -> Parser:
+    def parse(node: yaml.Node, path: str, ctx: _Context) -> str:
+        value = _scalar(node)
+        if value not in options:
+            raise _Bad(f"{value!r} is not one of: {', '.join(options)}", node)
+        return str(value)
+    return parse
+
+
+def converted(convert: Callable[[str], Any]) -> Parser:
+    """A text value turned into something else by ``convert`` (ValueError = problem)."""
+    def parse(node: yaml.Node, path: str, ctx: _Context) -> Any:
+        text = string(node, path, ctx)
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise _Bad(str(exc), node) from None
+    return parse
+
+
+def listof(item: Parser, allow_single: bool = False) -> Parser:
+    def parse(node: yaml.Node, path: str, ctx: _Context) -> tuple[Any, ...]:
+        if allow_single and isinstance(node, yaml.ScalarNode):
+            return (item(node, path, ctx),)
+        if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
+            return ()
+        if not isinstance(node, yaml.SequenceNode):
+            raise _Bad("expected a list", node)
+        out = []
+        for i, child in enumerate(node.value):
+            try:
+                out.append(item(child, f"{path}[{i}]", ctx))
+            except _Bad as bad:
+                ctx.report(bad.node or child, f"{path}[{i}]", str(bad))
+        return tuple(out)
+    return parse
+
+
+def mapping(schema: dict[str, Parser], required: tuple[str, ...] = ()) -> Parser:
+    """A mapping with exactly these keys (unknown keys are problems)."""
+    def parse(node: yaml.Node, path: str, ctx: _Context) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
+            node = yaml.MappingNode("tag:yaml.org,2002:map", [], node.start_mark, node.end_mark)
+        if not isinstance(node, yaml.MappingNode):
+            raise _Bad("expected a mapping of key: value", node)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in schema:
+                ctx.report(key_node, sub, f"unknown key (known: {', '.join(sorted(schema))})")
+                continue
+            if key in out:
+                ctx.report(key_node, sub, "given twice")
+                continue
+            try:
+                out[key] = schema[key](value_node, sub, ctx)
+            except _Bad as bad:
+                ctx.report(bad.node or value_node, sub, str(bad))
+                out[key] = _FAILED
+        for key in required:
+            if key not in out:
+                ctx.report(node, path, f"missing required key {key!r}")
+        return {k: v for k, v in out.items() if v is not _FAILED}
+    return parse
+
+
+_FAILED = object()
+
+
+def _network(text: str) -> Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an address or network (e.g. 192.168.0.0/16)") from None
+
+
+def _ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+
+
+def _zone(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {text!r} (e.g. Europe/Paris)") from None
+    return text
+
+
+def _local_name(text: str) -> str:
+    from .dns.wire import text_to_wire
+
+    text_to_wire(text)
+    return text.lower().rstrip(".")
+
+
+def _bootstrap(text: str) -> UpstreamSpec:
+    spec = parse_upstream(text if "://" in text else f"udp://{text}")
+    if spec.scheme not in ("udp", "tcp"):
+        raise ValueError(f"{text!r}: a bootstrap resolver is plain DNS (an address, or udp:// / tcp://)")
+    return spec
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _domain(text: str) -> str:
+    from .dns.wire import text_to_wire
+
+    name = text.strip().lower().rstrip(".")
+    if name.startswith("*."):
+        name = name[2:]
+    try:
+        text_to_wire(name)
+    except (ValueError, UnicodeError):
+        raise ValueError(f"{text!r} is not a domain name") from None
+    if not name or " " in name:
+        raise ValueError(f"{text!r} is not a domain name")
+    return name.encode("idna").decode("ascii") if not name.isascii() else name
+
+
+def _clock(text: str) -> str:
+    hours, sep, minutes = str(text).partition(":")
+    if not sep or not hours.isdigit() or not minutes.isdigit() or int(hours) > 24 or int(minutes) > 59 \
+            or (int(hours) == 24 and int(minutes)):
+        raise ValueError(f"{text!r} is not a time of day as HH:MM")
+    return f"{int(hours):02d}:{int(minutes):02d}"
+
+
+def _mac(text: str) -> str:
+    cleaned = text.strip().lower().replace("-", ":")
+    parts = cleaned.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts):
+        raise ValueError(f"{text!r} is not a MAC address like aa:bb:cc:dd:ee:ff")
+    return cleaned
+
+
+def _block_target(node: yaml.Node, path: str, ctx: _Context) -> str | tuple[str, ...]:
+    if isinstance(node, yaml.ScalarNode):
+        value = _scalar(node)
+        if value != "all":
+            raise _Bad("block: is 'all' or a list of categories/services", node)
+        return "all"
+    result: tuple[str, ...] = listof(string)(node, path, ctx)
+    return result
+
+
+def _list_entry(node: yaml.Node, path: str, ctx: _Context) -> ListSettings | None:
+    fields = mapping(
+        {
+            "name": string,
+            "category": string,
+            "url": converted(_http_url),
+            "path": string,
+            "format": choice("auto", "domains", "hosts", "adblock", "sha256"),
+        },
+        required=("name", "category"),
+    )(node, path, ctx)
+    if "name" not in fields or "category" not in fields:
+        return None
+    if ("url" in fields) == ("path" in fields):
+        raise _Bad("give exactly one of url: or path:", node)
+    return ListSettings(**fields)
+
+
+def _http_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r}: lists are fetched over http:// or https:// only")
+    return text
+
+
+SCHEMA = mapping(
+    {
+        "dns": mapping(
+            {
+                "listen": listof(converted(parse_hostport), allow_single=True),
+                "upstreams": listof(converted(parse_upstream), allow_single=True),
+                "bootstrap": listof(converted(_bootstrap), allow_single=True),
+                "allow_clients": listof(converted(_network), allow_single=True),
+                "rate_limit": integer(0, 10_000_000),
+                "upstream_timeout": number(0.05, 30),
+                "max_inflight": integer(1, 1_000_000),
+                "cache_size": integer(0, 10_000_000),
+                "min_ttl": integer(0, 86_400),
+                "max_ttl": integer(1, 7 * 86_400),
+                "negative_ttl": integer(0, 86_400),
+                "serve_stale": integer(0, 7 * 86_400),
+                "local_names": listof(converted(_local_name), allow_single=True),
+                "local_addresses": listof(converted(_ip), allow_single=True),
+                "tls_ca_file": optional_string,
+                "tcp_idle_seconds": number(0.5, 3600),
+                "tcp_max_connections": integer(1, 100_000),
+            }
+        ),
+        "dashboard": mapping({"listen": converted(parse_hostport)}),
+        "data_dir": string,
+        "timezone": converted(_zone),
+        "log_level": choice("debug", "info", "warning", "error"),
+        "lists": listof(_list_entry),
+        "store": mapping(
+            {
+                "flush_seconds": number(0.1, 600),
+                "queue_size": integer(100, 10_000_000),
+                "query_days": integer(0, 3650),
+                "event_days": integer(0, 3650),
+                "usage_days": integer(0, 3650),
+                "max_mb": integer(10, 1_000_000),
+            }
+        ),
+        "privacy": mapping({"mode": choice("full", "risks-only", "anonymous"), "anonymous_stats": boolean}),
+        "discovery": mapping(
+            {
+                "interfaces": listof(string, allow_single=True),
+                "passive": boolean,
+                "sweep_minutes": integer(0, 10_080),
+            }
+        ),
+        "household": mapping(
+            {
+                "default_profile": string,
+                "profiles": listof(
+                    mapping(
+                        {
+                            "name": string,
+                            "template": string,
+                            "categories": listof(string, allow_single=True),
+                            "services": listof(string, allow_single=True),
+                            "safe_search": boolean,
+                            "youtube": choice("off", "moderate", "strict"),
+                            "block_mode": choice("nxdomain", "null", "blockpage"),
+                            "bypass_protection": boolean,
+                            "deny": listof(converted(_domain), allow_single=True),
+                            "allow": listof(converted(_domain), allow_single=True),
+                            "schedules": listof(
+                                mapping(
+                                    {
+                                        "name": string,
+                                        "days": listof(choice(*DAYS), allow_single=True),
+                                        "from": converted(_clock),
+                                        "to": converted(_clock),
+                                        "block": _block_target,
+                                        "allow": listof(converted(_domain), allow_single=True),
+                                    },
+                                    required=("name", "days", "from", "to", "block"),
+                                )
+                            ),
+                            "budgets": listof(
+                                mapping({"target": string, "minutes": integer(0, 1440)}, required=("target", "minutes"))
+                            ),
+                        },
+                        required=("name",),
+                    )
+                ),
+                "devices": listof(
+                    mapping(
+                        {
+                            "name": string,
+                            "mac": converted(_mac),
+                            "ip": converted(_network),
+                            "hostname": string,
+                            "profile": string,
+                        },
+                        required=("name", "profile"),
+                    )
+                ),
+                "session_gap_minutes": integer(1, 120),
+            }
+        ),
+    }
+)
+
+
+def load(path: str | os.PathLike[str]) -> Settings:
+    """Read and validate a configuration file. Raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}:1: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}:1: not UTF-8 text"]) from None
+    return parse(text, str(path), base=path.parent)
+
+
+def parse(text: str, filename: str = "<config>", base: Path | None = None) -> Settings:
+    ctx = _Context(filename)
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([f"{filename}:{line}: YAML syntax: {exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{filename}:1: YAML: {exc}"]) from None
+    if root is None:
+        values: dict[str, Any] = {}
+    else:
+        try:
+            values = SCHEMA(root, "", ctx)
+        except _Bad as bad:
+            ctx.report(bad.node or root, "", str(bad))
+            values = {}
+    dns = values.get("dns", {})
+    for key, what in (("listen", "address"), ("upstreams", "upstream")):
+        if key in dns and not dns[key] and not any(f"dns.{key}[" in p for p in ctx.problems):
+            ctx.report(root, f"dns.{key}", f"at least one {what} is needed")
+    if dns.get("min_ttl", 0) > dns.get("max_ttl", 86_400):
+        ctx.report(root, "dns.min_ttl", "is larger than dns.max_ttl")
+    household = values.get("household")
+    household_line = root.start_mark.line + 1 if root is not None else 0
+    if isinstance(root, yaml.MappingNode):
+        for key_node, _value in root.value:
+            if key_node.value == "household":
+                household_line = key_node.start_mark.line + 1
+    if ctx.problems:
+        raise ConfigError(ctx.problems)
+    base = base or Path.cwd()
+    data_dir = Path(values.get("data_dir", "./var"))
+    if not data_dir.is_absolute():
+        data_dir = (base / data_dir).resolve()
+    return Settings(
+        path=(base / Path(filename).name) if filename != "<config>" else None,
+        dns=DnsSettings(**dns),
+        dashboard=DashboardSettings(**values.get("dashboard", {})),
+        data_dir=data_dir,
+        timezone=values.get("timezone"),
+        log_level=values.get("log_level", "info"),
+        lists=tuple(x for x in values.get("lists", ()) if x is not None),
+        store=StoreSettings(**values.get("store", {})),
+        privacy=PrivacySettings(**values.get("privacy", {})),
+        discovery=DiscoverySettings(**values.get("discovery", {})),
+        household=household,
+        household_line=household_line,
+    )

@@ -1,0 +1,335 @@
+"""DNS listeners: UDP and TCP on every configured address, IPv4 and IPv6.
+
+The listener's whole job is transport: read a query from the bytes, hand it to the
+chain, and send the answer back within the size the client accepts (over UDP a longer
+answer goes back empty with TC set, so the client retries over TCP). Nothing a client
+sends may crash or wedge it: malformed queries get FORMERR (or are dropped when not
+even a header can be read), and an unexpected error in a step becomes SERVFAIL,
+logged once a minute at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import GuardianError
+from .chain import Next, Query, run_eagerly
+from .wire import HEADER, MIN_UDP, SERVFAIL, TC, WireError, error_reply, opt_record, parse_query
+
+log = logging.getLogger(__name__)
+
+MAX_UDP_ANSWER = 4096  # never send more than this over UDP, whatever the client says
+
+
+@dataclass
+class ServerStats:
+    udp_queries: int = 0
+    tcp_queries: int = 0
+    malformed: int = 0
+    dropped: int = 0
+    errors: int = 0
+    truncated: int = 0
+    tcp_connections: int = 0
+    tcp_rejected: int = 0
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``127.0.0.1:5353`` / ``[::1]:5353`` -> (host, port). Raises ValueError."""
+    import ipaddress
+
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{text!r}: write IPv6 as [address]:port")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{text!r}: expected host:port (IPv6 as [address]:port)")
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: port must be 1-65535")
+    return host, int(port)
+
+
+def udp_limit(query: Query) -> int:
+    q = query.q
+    return min(max(q.payload, MIN_UDP), MAX_UDP_ANSWER) if q.edns else MIN_UDP
+
+
+def truncated(answer: bytes, query: Query) -> bytes:
+    """The empty TC answer sent when the real one does not fit in UDP."""
+    q = query.q
+    qid, flags = HEADER.unpack_from(answer)[:2]
+    tail = opt_record(q.do) if q.edns else b""
+    return HEADER.pack(qid, flags | TC, 1, 0, 0, 1 if q.edns else 0) + q.question + tail
+
+
+class DnsServer:
+    """Runs ``handler`` (the chain) for every query arriving on ``addresses``."""
+
+    def __init__(
+        self,
+        handler: Next,
+        addresses: list[tuple[str, int]],
+        *,
+        tcp_idle: float = 10.0,
+        tcp_max_connections: int = 256,
+        tcp_max_pending: int = 64,
+        client_allowed: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.addresses = addresses
+        self.tcp_idle = tcp_idle
+        self.tcp_max_connections = tcp_max_connections
+        self.tcp_max_pending = tcp_max_pending
+        self.client_allowed = client_allowed or (lambda _c: True)
+        self.stats = ServerStats()
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.base_events.Server] = []
+        self._tcp_conns: set[_TcpConnection] = set()
+        self._last_error_log = 0.0
+        self.bound: list[tuple[str, str, int]] = []  # (proto, host, port) actually bound
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for host, port in self.addresses:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                udp = _bind(family, socket.SOCK_DGRAM, host, port)
+                transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=udp)
+                self._udp.append(transport)  # type: ignore[arg-type]
+                bound_port = udp.getsockname()[1]
+                tcp = _bind(family, socket.SOCK_STREAM, host, bound_port)
+                server = await loop.create_server(lambda: _TcpConnection(self), sock=tcp, backlog=128)
+                self._tcp.append(server)
+                self.bound.append(("udp", host, bound_port))
+                self.bound.append(("tcp", host, bound_port))
+        except OSError as exc:
+            await self.stop()
+            raise GuardianError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        for proto, host, port in self.bound:
+            log.info("DNS listening on %s %s", proto, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+
+    async def stop(self) -> None:
+        for transport in self._udp:
+            transport.close()
+        for server in self._tcp:
+            server.close()
+        for conn in list(self._tcp_conns):
+            conn.close()
+        for server in self._tcp:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        self._udp.clear()
+        self._tcp.clear()
+
+    # -- shared by both transports -------------------------------------------------
+
+    def make_query(self, data: bytes, client: str, transport: str) -> Query | bytes | None:
+        """A Query, or the error answer to send at once (bytes), or None to drop."""
+        try:
+            q = parse_query(data)
+        except WireError as exc:
+            self.stats.malformed += 1
+            if exc.rcode is None or not self.client_allowed(client):
+                self.stats.dropped += 1
+                return None
+            return error_reply(data, exc.rcode)
+        except Exception:  # noqa: BLE001 - a parser bug must not take the server down
+            self._log_error("query parse failed")
+            self.stats.malformed += 1
+            return error_reply(data, 1)
+        return Query(data, q, client, transport)
+
+    def run(self, query: Query, deliver: Callable[[Query, bytes], None]) -> asyncio.Task[bytes] | None:
+        """Start the chain; ``deliver`` gets the answer now or when it is ready."""
+        result, error, task = run_eagerly(self.handler(query))
+        if task is None:
+            if error is not None:
+                self._log_error("query failed", error)
+                result = self._servfail(query)
+            deliver(query, result if result is not None else self._servfail(query))
+            return None
+
+        def done(t: asyncio.Task[bytes]) -> None:
+            if t.cancelled():
+                return
+            exc = t.exception()
+            if exc is not None:
+                self._log_error("query failed", exc)
+                deliver(query, self._servfail(query))
+            else:
+                deliver(query, t.result())
+
+        task.add_done_callback(done)
+        return task
+
+    def _servfail(self, query: Query) -> bytes:
+        self.stats.errors += 1
+        query.rcode = SERVFAIL
+        return error_reply(query.data, SERVFAIL) or b""
+
+    def _log_error(self, what: str, exc: BaseException | None = None) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= 60:
+            self._last_error_log = now
+            log.error("%s (further errors are counted, logged once a minute)", what, exc_info=exc or True)
+
+
+def _bind(family: int, kind: int, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            # Own the IPv6 address only, so 0.0.0.0:53 and [::]:53 can both be bound.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_DGRAM:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        server = self.server
+        server.stats.udp_queries += 1
+        made = server.make_query(data, addr[0], "udp")
+        if made is None:
+            return
+        if isinstance(made, bytes):
+            self._send(made, addr)
+            return
+        made.addr = addr
+        server.run(made, self._deliver)
+
+    def _deliver(self, query: Query, answer: bytes) -> None:
+        if len(answer) > udp_limit(query):
+            self.server.stats.truncated += 1
+            answer = truncated(answer, query)
+        self._send(answer, query.addr)
+
+    def _send(self, answer: bytes, addr: Any) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and answer:
+            transport.sendto(answer, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)
+
+
+class _TcpConnection(asyncio.Protocol):
+    """One client TCP connection: many queries, answered as they are ready (RFC 7766)."""
+
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.pending: set[asyncio.Task[bytes]] = set()
+        self.client = ""
+        self.idle: asyncio.TimerHandle | None = None
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        server = self.server
+        if len(server._tcp_conns) >= server.tcp_max_connections:
+            server.stats.tcp_rejected += 1
+            transport.abort()
+            return
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if peer else ""
+        server._tcp_conns.add(self)
+        server.stats.tcp_connections += 1
+        self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(self.server.tcp_idle, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        if self.pending:
+            self._arm_idle()
+        else:
+            self.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._arm_idle()
+        buf = self.buffer
+        buf += data
+        if len(buf) > 2 + 65535 + 65537:  # more than a full message queued: a misbehaving client
+            self.close()
+            return
+        while len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if len(buf) < 2 + size:
+                break
+            message = bytes(buf[2 : 2 + size])
+            del buf[: 2 + size]
+            self._handle(message)
+        if len(self.pending) >= self.server.tcp_max_pending and not self.paused and self.transport:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def _handle(self, message: bytes) -> None:
+        server = self.server
+        server.stats.tcp_queries += 1
+        made = server.make_query(message, self.client, "tcp")
+        if made is None:
+            return
+        if isinstance(made, bytes):
+            self._write(made)
+            return
+        task = server.run(made, self._deliver)
+        if task is not None:
+            self.pending.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[bytes]) -> None:
+        self.pending.discard(task)
+        if self.paused and len(self.pending) < self.server.tcp_max_pending // 2 and self.transport:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def _deliver(self, _query: Query, answer: bytes) -> None:
+        self._write(answer)
+
+    def _write(self, answer: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing() and answer:
+            self.transport.write(len(answer).to_bytes(2, "big") + answer)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._tcp_conns.discard(self)
+        if self.idle is not None:
+            self.idle.cancel()
+        for task in self.pending:
+            task.cancel()
+        self.pending.clear()

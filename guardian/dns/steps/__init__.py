@@ -1,0 +1,1 @@
+"""The steps of the query chain, one role each (see chain.py and app.py)."""

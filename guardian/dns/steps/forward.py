@@ -1,0 +1,67 @@
+"""Forward step: ask the upstreams, merging identical queries in flight.
+
+Ten devices asking for the same name in the same millisecond cause one upstream
+query; each gets the answer with its own ID and question. A cap on distinct queries
+in flight keeps a flood of unique names from exhausting sockets and memory: past it,
+the query fails at once (stale or SERVFAIL above).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..cache import fresh_entry, render
+from ..chain import Next, Query
+from ..upstream import UpstreamFailure, UpstreamPool
+from ..wire import CD, Reply, WireError, parse_reply
+
+log = logging.getLogger(__name__)
+
+
+class Forward:
+    def __init__(self, pool: UpstreamPool, max_inflight: int = 1024) -> None:
+        self.pool = pool
+        self.max_inflight = max_inflight
+        self._inflight: dict[bytes, asyncio.Future[tuple[Reply, str]]] = {}
+        self.merged = 0
+        self.over_cap = 0
+
+    async def resolve(self, query: Query, nxt: Next) -> bytes:
+        q = query.q
+        future = self._inflight.get(q.key)
+        if future is None:
+            if len(self._inflight) >= self.max_inflight:
+                self.over_cap += 1
+                raise UpstreamFailure("too many queries in flight")
+            future = asyncio.get_running_loop().create_future()
+            self._inflight[q.key] = future
+            asyncio.get_running_loop().create_task(self._fetch(q.key, q.qname.lower() + q.question[len(q.qname):], q.do, bool(q.flags & CD), future))
+        else:
+            self.merged += 1
+        reply, upstream = await asyncio.shield(future)
+        query.reply = reply
+        query.source = "upstream"
+        query.upstream = upstream
+        query.rcode = reply.rcode
+        return render(fresh_entry(reply, time.monotonic()), q, time.monotonic())
+
+    async def _fetch(self, key: bytes, question: bytes, do: bool, cd: bool,
+                     future: asyncio.Future[tuple[Reply, str]]) -> None:
+        try:
+            raw, upstream = await self.pool.resolve(question, do=do, cd=cd)
+            try:
+                reply = parse_reply(raw)
+            except WireError as exc:
+                raise UpstreamFailure(f"{upstream.name} sent a malformed answer: {exc}") from exc
+            future.set_result((reply, upstream.name))
+        except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
+            if not isinstance(exc, UpstreamFailure):
+                log.exception("upstream query failed unexpectedly")
+                exc = UpstreamFailure(str(exc))
+            future.set_exception(exc)
+        finally:
+            self._inflight.pop(key, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # mark retrieved: nobody may be waiting any more

@@ -1,0 +1,529 @@
+"""Upstream resolvers: plain UDP/TCP, DNS over TLS, DNS over HTTPS, with failover.
+
+Every upstream exchange builds its own query with a random ID (from the OS's CSPRNG)
+and, for UDP, a fresh connected socket on a random source port. A reply is accepted
+only from the address queried (the connected socket filters the rest), with the same
+ID and the same question; anything else is ignored and the wait goes on.
+
+The pool tries upstreams in the configured order. One that fails is marked down and
+skipped by queries while a background probe retries it with backoff, so a dead
+upstream costs one timeout, not one per query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import GuardianError
+from .wire import HEADER, T_A, T_AAAA, T_NS, TC, U16, build_query, question_matches, text_to_wire
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
+
+
+class UpstreamError(GuardianError):
+    """One upstream did not give a usable answer."""
+
+
+class UpstreamFailure(GuardianError):
+    """No upstream gave a usable answer in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSpec:
+    """A parsed upstream URL.
+
+    ``udp://9.9.9.9:53``, ``tcp://[2620:fe::fe]:53``, ``tls://dns.quad9.net@9.9.9.9:853``
+    (name for the certificate @ address), ``https://dns.quad9.net/dns-query`` (also
+    ``https://name@address/path`` to skip resolving the name).
+    """
+
+    url: str
+    scheme: str
+    host: str  # the address to connect to, or a name to resolve (https only)
+    port: int
+    tls_name: str | None = None
+    path: str = "/dns-query"
+
+
+def parse_upstream(url: str) -> UpstreamSpec:
+    """Parse an upstream URL; raises ValueError with a readable reason."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise ValueError(f"upstream {url!r}: scheme must be udp, tcp, tls or https")
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError:
+        raise ValueError(f"upstream {url!r}: bad port") from None
+    host = parts.hostname or ""
+    tls_name = parts.username
+    if not host:
+        raise ValueError(f"upstream {url!r}: no address")
+    if scheme in ("udp", "tcp"):
+        if tls_name:
+            raise ValueError(f"upstream {url!r}: a name@ belongs to tls:// and https:// only")
+        _check_ip(url, host)
+        return UpstreamSpec(url, scheme, host, port)
+    if scheme == "tls":
+        _check_ip(url, host)
+        return UpstreamSpec(url, scheme, host, port, tls_name or host)
+    path = parts.path or "/dns-query"
+    if parts.query:
+        path += "?" + parts.query
+    return UpstreamSpec(url, scheme, host, port, tls_name or host, path)
+
+
+def _check_ip(url: str, host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"upstream {url!r}: {host!r} must be an IP address (write name@address for TLS)") from None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def new_id() -> int:
+    return secrets.randbits(16)
+
+
+class Upstream:
+    """Base: one resolver, with its health as seen by the pool."""
+
+    def __init__(self, spec: UpstreamSpec) -> None:
+        self.spec = spec
+        self.name = spec.url
+        self.down_since: float | None = None
+        self.failures = 0
+        self.answered = 0
+        self.last_error = ""
+        self.rtt_ms = 0.0
+
+    @property
+    def up(self) -> bool:
+        return self.down_since is None
+
+    async def exchange(self, question: bytes, *, do: bool, cd: bool, timeout: float) -> bytes:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+class _UdpReceiver(asyncio.DatagramProtocol):
+    def __init__(self, query: bytes, qid: int) -> None:
+        self.query = query
+        self.qid = qid
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.ignored = 0
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.answer.done():
+            return
+        if question_matches(self.query, data, self.qid):
+            self.answer.set_result(data)
+        else:
+            self.ignored += 1  # spoofed or stray: keep waiting for the real one
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(UpstreamError(f"UDP error: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(UpstreamError("socket closed"))
+
+
+class UdpUpstream(Upstream):
+    """Plain DNS over UDP, retried over TCP when the answer is truncated."""
+
+    def __init__(self, spec: UpstreamSpec) -> None:
+        super().__init__(spec)
+        self.tcp = StreamUpstream(UpstreamSpec(spec.url, "tcp", spec.host, spec.port))
+        self.spoofed = 0
+
+    async def exchange(self, question: bytes, *, do: bool, cd: bool, timeout: float) -> bytes:
+        loop = asyncio.get_running_loop()
+        qid = new_id()
+        query = build_query(qid, question, do=do, cd=cd)
+        deadline = loop.time() + timeout
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: _UdpReceiver(query, qid), remote_addr=(self.spec.host, self.spec.port)
+        )
+        try:
+            transport.sendto(query)
+            try:
+                answer = await asyncio.wait_for(proto.answer, timeout)
+            except TimeoutError:
+                raise UpstreamError(f"no answer in {timeout:.1f}s") from None
+        finally:
+            self.spoofed += proto.ignored
+            transport.close()
+        if U16.unpack_from(answer, 2)[0] & TC:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise UpstreamError("truncated answer and no time left for TCP")
+            return await self.tcp.exchange(question, do=do, cd=cd, timeout=left)
+        return answer
+
+    async def close(self) -> None:
+        await self.tcp.close()
+
+
+class _StreamConnection(asyncio.Protocol):
+    """One TCP or TLS connection carrying many queries at once (RFC 7766 pipelining)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.pending: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+        self.closed = False
+        self.used = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        while len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if len(buf) < 2 + size:
+                break
+            message = bytes(buf[2 : 2 + size])
+            del buf[: 2 + size]
+            if len(message) < 12:
+                continue
+            entry = self.pending.get(U16.unpack_from(message)[0])
+            if entry is None:
+                continue
+            sent, future = entry
+            if not future.done() and question_matches(sent, message, U16.unpack_from(sent)[0]):
+                future.set_result(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        for _sent, future in self.pending.values():
+            if not future.done():
+                future.set_exception(UpstreamError(f"connection closed{': ' + str(exc) if exc else ''}"))
+
+    def send(self, query: bytes, qid: int) -> asyncio.Future[bytes]:
+        assert self.transport is not None
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.pending[qid] = (query, future)
+        self.used = True
+        self.transport.write(len(query).to_bytes(2, "big") + query)
+        return future
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+
+class StreamUpstream(Upstream):
+    """DNS over TCP, or over TLS (RFC 7858) when ``ssl_context`` is given.
+
+    One connection is kept open and shared by concurrent queries; it is reopened when
+    the server closes it (an idle close costs one silent retry, not a failure).
+    """
+
+    IDLE_SECONDS = 30.0
+
+    def __init__(self, spec: UpstreamSpec, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(spec)
+        self.ssl_context = ssl_context
+        self._conn: _StreamConnection | None = None
+        self._connecting: asyncio.Future[_StreamConnection] | None = None
+        self._last_used = 0.0
+
+    async def _connection(self, timeout: float) -> _StreamConnection:
+        conn = self._conn
+        if conn is not None and not conn.closed and time.monotonic() - self._last_used < self.IDLE_SECONDS:
+            return conn
+        if conn is not None:
+            conn.close()
+            self._conn = None
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._connecting), timeout)
+        except TimeoutError:
+            raise UpstreamError(f"could not connect in {timeout:.1f}s") from None
+        finally:
+            if self._connecting is not None and self._connecting.done():
+                self._connecting = None
+
+    async def _open(self) -> _StreamConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            _transport, conn = await loop.create_connection(
+                _StreamConnection,
+                self.spec.host,
+                self.spec.port,
+                ssl=self.ssl_context,
+                server_hostname=self.spec.tls_name if self.ssl_context else None,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamError(f"certificate check failed for {self.spec.tls_name}: {exc.verify_message}") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise UpstreamError(f"connect failed: {exc}") from exc
+        self._conn = conn
+        return conn
+
+    async def exchange(self, question: bytes, *, do: bool, cd: bool, timeout: float) -> bytes:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for attempt in (1, 2):
+            conn = await self._connection(max(0.01, deadline - loop.time()))
+            reused = conn.used
+            qid = new_id()
+            while qid in conn.pending:
+                qid = new_id()
+            future = conn.send(build_query(qid, question, do=do, cd=cd), qid)
+            self._last_used = time.monotonic()
+            try:
+                return await asyncio.wait_for(future, max(0.01, deadline - loop.time()))
+            except TimeoutError:
+                raise UpstreamError(f"no answer in {timeout:.1f}s") from None
+            except UpstreamError:
+                if attempt == 1 and reused and conn.closed and deadline - loop.time() > 0.05:
+                    continue  # the server closed a kept-alive connection: reopen once
+                raise
+            finally:
+                conn.pending.pop(qid, None)
+        raise UpstreamError("unreachable")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class HttpsUpstream(Upstream):
+    """DNS over HTTPS (RFC 8484): POST application/dns-message, connections kept alive."""
+
+    def __init__(self, spec: UpstreamSpec, ssl_context: ssl.SSLContext, resolve_host: Any = None) -> None:
+        super().__init__(spec)
+        self.ssl_context = ssl_context
+        self.resolve_host = resolve_host
+        self._session: Any = None
+        self._address: str | None = spec.host if _is_ip(spec.host) else None
+
+    async def _session_for(self) -> Any:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=self.ssl_context, limit=32, keepalive_timeout=60, resolver=_FixedResolver(self)
+            )
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def address(self) -> str:
+        if self._address is None:
+            if self.resolve_host is None:
+                infos = await asyncio.get_running_loop().getaddrinfo(self.spec.host, self.spec.port, type=socket.SOCK_STREAM)
+                self._address = str(infos[0][4][0])
+            else:
+                self._address = await self.resolve_host(self.spec.host)
+        return self._address
+
+    async def exchange(self, question: bytes, *, do: bool, cd: bool, timeout: float) -> bytes:
+        import aiohttp
+
+        session = await self._session_for()
+        # RFC 8484 section 4.1: ID 0 in DoH; the TLS session is what binds the answer.
+        query = build_query(0, question, do=do, cd=cd)
+        host = self.spec.tls_name or self.spec.host
+        netloc = f"[{host}]" if ":" in host else host
+        url = f"https://{netloc}:{self.spec.port}{self.spec.path}"
+        try:
+            async with session.post(
+                url,
+                data=query,
+                headers={"Content-Type": "application/dns-message", "Accept": "application/dns-message"},
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                if response.status != 200:
+                    raise UpstreamError(f"HTTP {response.status}")
+                answer = await response.content.read(65536)
+        except TimeoutError:
+            raise UpstreamError(f"no answer in {timeout:.1f}s") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise UpstreamError(f"certificate check failed for {host}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"HTTPS error: {exc}") from exc
+        if not question_matches(query, answer, 0):
+            raise UpstreamError("answer does not match the question")
+        return answer
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _FixedResolver:
+    """aiohttp resolver that connects a DoH name to its bootstrap address."""
+
+    def __init__(self, upstream: HttpsUpstream) -> None:
+        self.upstream = upstream
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+        address = await self.upstream.address()
+        fam = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [{"hostname": host, "host": address, "port": port, "family": fam, "proto": 0, "flags": socket.AI_NUMERICHOST}]
+
+    async def close(self) -> None:
+        return None
+
+
+def make_upstream(spec: UpstreamSpec, ca_file: str | None = None, resolve_host: Any = None) -> Upstream:
+    if spec.scheme == "udp":
+        return UdpUpstream(spec)
+    if spec.scheme == "tcp":
+        return StreamUpstream(spec)
+    context = ssl.create_default_context(cafile=ca_file)
+    if spec.scheme == "tls":
+        return StreamUpstream(spec, context)
+    return HttpsUpstream(spec, context, resolve_host)
+
+
+class UpstreamPool:
+    """Ordered failover over upstreams, with health tracking and background probes."""
+
+    PROBE_QUESTION = b"\x00" + T_NS.to_bytes(2, "big") + b"\x00\x01"  # ". NS IN"
+
+    def __init__(self, upstreams: Sequence[Upstream], timeout: float = 1.0, deadline: float = 2.5) -> None:
+        if not upstreams:
+            raise ValueError("at least one upstream is needed")
+        self.upstreams = list(upstreams)
+        self.timeout = timeout
+        self.deadline = deadline
+        self._probes: dict[Upstream, asyncio.Task[None]] = {}
+        self.failures = 0
+
+    def all_down(self) -> bool:
+        return all(not u.up for u in self.upstreams)
+
+    def order(self) -> list[Upstream]:
+        up = [u for u in self.upstreams if u.up]
+        down = [u for u in self.upstreams if not u.up]
+        return up + down  # down ones are a last resort, tried only when all others failed
+
+    async def resolve(self, question: bytes, *, do: bool = False, cd: bool = False) -> tuple[bytes, Upstream]:
+        """The first usable reply, trying upstreams in order within the deadline."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.deadline
+        errors = []
+        for upstream in self.order():
+            left = end - loop.time()
+            if left <= 0.01:
+                break
+            started = loop.time()
+            try:
+                answer = await upstream.exchange(question, do=do, cd=cd, timeout=min(self.timeout, left))
+            except UpstreamError as exc:
+                self._failed(upstream, str(exc))
+                errors.append(f"{upstream.name}: {exc}")
+                continue
+            except OSError as exc:
+                self._failed(upstream, str(exc))
+                errors.append(f"{upstream.name}: {exc}")
+                continue
+            upstream.rtt_ms = (loop.time() - started) * 1000
+            self._succeeded(upstream)
+            return answer, upstream
+        self.failures += 1
+        raise UpstreamFailure("; ".join(errors) or "no time left to ask an upstream")
+
+    def _succeeded(self, upstream: Upstream) -> None:
+        upstream.answered += 1
+        if not upstream.up:
+            log.warning("upstream %s is answering again", upstream.name)
+        upstream.down_since = None
+        upstream.failures = 0
+
+    def _failed(self, upstream: Upstream, why: str) -> None:
+        upstream.failures += 1
+        upstream.last_error = why
+        if upstream.up:
+            upstream.down_since = time.monotonic()
+            log.warning("upstream %s is down: %s", upstream.name, why)
+            if upstream not in self._probes:
+                self._probes[upstream] = asyncio.get_running_loop().create_task(self._probe(upstream))
+
+    async def _probe(self, upstream: Upstream) -> None:
+        """Retry a down upstream in the background, backing off from 1 s to 30 s."""
+        delay = 1.0
+        try:
+            while not upstream.up:
+                await asyncio.sleep(delay)
+                try:
+                    await upstream.exchange(self.PROBE_QUESTION, do=False, cd=False, timeout=self.timeout)
+                except (UpstreamError, OSError) as exc:
+                    upstream.last_error = str(exc)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                self._succeeded(upstream)
+        finally:
+            self._probes.pop(upstream, None)
+
+    async def close(self) -> None:
+        for task in list(self._probes.values()):
+            task.cancel()
+        for task in list(self._probes.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for upstream in self.upstreams:
+            await upstream.close()
+
+
+async def resolve_via(pool_upstreams: Sequence[Upstream], name: str, timeout: float = 2.0) -> str:
+    """Resolve ``name`` to one address through plain upstreams (bootstrap for DoH)."""
+    for qtype in (T_A, T_AAAA):
+        question = text_to_wire(name) + qtype.to_bytes(2, "big") + b"\x00\x01"
+        for upstream in pool_upstreams:
+            try:
+                answer = await upstream.exchange(question, do=False, cd=False, timeout=timeout)
+            except (UpstreamError, OSError):
+                continue
+            address = _first_address(answer, qtype)
+            if address:
+                return address
+    raise UpstreamError(f"could not resolve {name} through the bootstrap upstreams")
+
+
+def _first_address(answer: bytes, qtype: int) -> str | None:
+    from .wire import RR_FIXED, skip_name
+
+    _qid, _flags, _qd, an, _ns, _ar = HEADER.unpack_from(answer)
+    pos = skip_name(answer, 12) + 4
+    for _ in range(an):
+        pos = skip_name(answer, pos)
+        rtype, _rclass, _ttl, rdlen = RR_FIXED.unpack_from(answer, pos)
+        rdata = answer[pos + 10 : pos + 10 + rdlen]
+        pos += 10 + rdlen
+        if rtype == qtype == T_A and rdlen == 4:
+            return socket.inet_ntop(socket.AF_INET, rdata)
+        if rtype == qtype == T_AAAA and rdlen == 16:
+            return socket.inet_ntop(socket.AF_INET6, rdata)
+    return None

@@ -1,0 +1,145 @@
+"""A scriptable DNS server on loopback, standing in for upstream resolvers in tests.
+
+Answers over UDP and TCP from a small zone (dnslib builds the answers; speed does not
+matter here). Behaviours can be switched per test: stay silent, answer slowly, send
+SERVFAIL, truncate over UDP, or send spoofed replies (wrong ID / question) first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SOA, A, DNSRecord
+
+
+@dataclass
+class Behaviour:
+    silent: bool = False
+    delay: float = 0.0
+    servfail: bool = False
+    truncate_udp: bool = False
+    spoof_first: bool = False
+    ttl: int = 300
+
+
+@dataclass
+class FakeDns:
+    """Zone: name -> list of (type, value); names not in it get NXDOMAIN with a SOA."""
+
+    zone: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    host: str = "127.0.0.1"
+    port: int = 0
+    queries: list[tuple[str, str, str]] = field(default_factory=list)  # (transport, name, type)
+
+    def answer(self, data: bytes, transport: str) -> bytes | None:
+        request = DNSRecord.parse(data)
+        q = request.q
+        name = str(q.qname).rstrip(".").lower()
+        self.queries.append((transport, name, QTYPE[q.qtype]))
+        b = self.behaviour
+        reply = request.reply()
+        if b.servfail:
+            reply.header.rcode = RCODE.SERVFAIL
+            return reply.pack()
+        records = self.zone.get(name)
+        if records is None and not name.startswith("big"):
+            reply.header.rcode = RCODE.NXDOMAIN
+            reply.add_auth(RR(".", QTYPE.SOA, ttl=3600, rdata=SOA("a.root.", "b.root.", (1, 2, 3, 4, 60))))
+            return reply.pack()
+        if name.startswith("big"):
+            records = [("A", f"10.0.{i // 250}.{i % 250 + 1}") for i in range(100)]
+        for rtype, value in records or []:
+            rdata: Any = {"A": A, "AAAA": AAAA, "CNAME": CNAME}[rtype](value)
+            if rtype == QTYPE[q.qtype] or rtype == "CNAME":
+                reply.add_answer(RR(q.qname, getattr(QTYPE, rtype), ttl=b.ttl, rdata=rdata))
+        if not reply.rr and records:
+            reply.add_auth(RR(".", QTYPE.SOA, ttl=3600, rdata=SOA("a.root.", "b.root.", (1, 2, 3, 4, 60))))
+        return reply.pack()
+
+    # -- running in a thread of its own --------------------------------------------
+
+    def start(self) -> FakeDns:
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
+        ready.wait(5)
+        return self
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+        ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        fake = self
+
+        class Udp(asyncio.DatagramProtocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                loop.create_task(self.respond(data, addr))
+
+            async def respond(self, data: bytes, addr: Any) -> None:
+                b = fake.behaviour
+                if b.silent:
+                    fake.answer(data, "udp")
+                    return
+                if b.delay:
+                    await asyncio.sleep(b.delay)
+                out = fake.answer(data, "udp")
+                if out is None:
+                    return
+                if b.spoof_first:
+                    wrong_id = bytes([out[0] ^ 0xFF, out[1]]) + out[2:]
+                    self.transport.sendto(wrong_id, addr)
+                    other = DNSRecord.question("evil.example").reply()
+                    other.header.id = DNSRecord.parse(data).header.id
+                    other.add_answer(RR("evil.example", QTYPE.A, ttl=999, rdata=A("6.6.6.6")))
+                    self.transport.sendto(other.pack(), addr)
+                if b.truncate_udp:
+                    rec = DNSRecord.parse(out)
+                    rec.rr = []
+                    rec.header.tc = 1
+                    out = rec.pack()
+                self.transport.sendto(out, addr)
+
+        transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, self.port))
+        self.port = transport.get_extra_info("sockname")[1]
+
+        async def tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    size = int.from_bytes(await reader.readexactly(2), "big")
+                    data = await reader.readexactly(size)
+                    if fake.behaviour.silent:
+                        fake.answer(data, "tcp")
+                        continue
+                    if fake.behaviour.delay:
+                        await asyncio.sleep(fake.behaviour.delay)
+                    out = fake.answer(data, "tcp")
+                    if out:
+                        writer.write(len(out).to_bytes(2, "big") + out)
+                        await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        self._tcp = await asyncio.start_server(tcp, self.host, self.port)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"udp://{host}:{self.port}"
