@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .wire import Question
 
-Next = Callable[["Query"], Awaitable[bytes]]
+Next = Callable[["Query"], Coroutine[Any, Any, bytes]]
 
 
 @dataclass(slots=True)
@@ -49,7 +49,7 @@ class Query:
 
 
 class Step(Protocol):
-    async def resolve(self, query: Query, nxt: Next) -> bytes: ...
+    def resolve(self, query: Query, nxt: Next) -> Coroutine[Any, Any, bytes]: ...
 
 
 async def _no_answer(query: Query) -> bytes:
@@ -67,7 +67,7 @@ def build_chain(steps: Sequence[Step]) -> Next:
 def _link(step: Step, nxt: Next) -> Next:
     resolve = step.resolve
 
-    def call(query: Query) -> Awaitable[bytes]:
+    def call(query: Query) -> Coroutine[Any, Any, bytes]:
         return resolve(query, nxt)
 
     return call

@@ -9,7 +9,19 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from .wire import HEADER, RR_FIXED, T_A, T_AAAA, T_CNAME, T_HINFO, T_SOA, Question, opt_record, response_flags, text_to_wire
+from .wire import (
+    HEADER,
+    RR_FIXED,
+    T_A,
+    T_AAAA,
+    T_CNAME,
+    T_HINFO,
+    T_SOA,
+    Question,
+    opt_record,
+    response_flags,
+    text_to_wire,
+)
 
 POINTER_TO_QNAME = b"\xc0\x0c"
 

@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..errors import GuardianError
 from .chain import Next, Query, run_eagerly
@@ -254,11 +254,12 @@ class _TcpConnection(asyncio.Protocol):
         self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        stream = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.transport = stream
         server = self.server
         if len(server._tcp_conns) >= server.tcp_max_connections:
             server.stats.tcp_rejected += 1
-            transport.abort()
+            stream.abort()
             return
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""

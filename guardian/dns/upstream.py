@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
+import aiohttp.abc
+
 from ..errors import GuardianError
 from .wire import HEADER, T_A, T_AAAA, T_NS, TC, U16, build_query, question_matches, text_to_wire
 
@@ -300,7 +303,8 @@ class StreamUpstream(Upstream):
             future = conn.send(build_query(qid, question, do=do, cd=cd), qid)
             self._last_used = time.monotonic()
             try:
-                return await asyncio.wait_for(future, max(0.01, deadline - loop.time()))
+                answer: bytes = await asyncio.wait_for(future, max(0.01, deadline - loop.time()))
+                return answer
             except TimeoutError:
                 raise UpstreamError(f"no answer in {timeout:.1f}s") from None
             except UpstreamError:
@@ -328,8 +332,6 @@ class HttpsUpstream(Upstream):
         self._address: str | None = spec.host if _is_ip(spec.host) else None
 
     async def _session_for(self) -> Any:
-        import aiohttp
-
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 ssl=self.ssl_context, limit=32, keepalive_timeout=60, resolver=_FixedResolver(self)
@@ -347,8 +349,6 @@ class HttpsUpstream(Upstream):
         return self._address
 
     async def exchange(self, question: bytes, *, do: bool, cd: bool, timeout: float) -> bytes:
-        import aiohttp
-
         session = await self._session_for()
         # RFC 8484 section 4.1: ID 0 in DoH; the TLS session is what binds the answer.
         query = build_query(0, question, do=do, cd=cd)
@@ -364,7 +364,7 @@ class HttpsUpstream(Upstream):
             ) as response:
                 if response.status != 200:
                     raise UpstreamError(f"HTTP {response.status}")
-                answer = await response.content.read(65536)
+                answer: bytes = await response.content.read(65536)
         except TimeoutError:
             raise UpstreamError(f"no answer in {timeout:.1f}s") from None
         except aiohttp.ClientConnectorCertificateError as exc:
@@ -381,16 +381,17 @@ class HttpsUpstream(Upstream):
             self._session = None
 
 
-class _FixedResolver:
+class _FixedResolver(aiohttp.abc.AbstractResolver):
     """aiohttp resolver that connects a DoH name to its bootstrap address."""
 
     def __init__(self, upstream: HttpsUpstream) -> None:
         self.upstream = upstream
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[aiohttp.abc.ResolveResult]:
         address = await self.upstream.address()
         fam = socket.AF_INET6 if ":" in address else socket.AF_INET
-        return [{"hostname": host, "host": address, "port": port, "family": fam, "proto": 0, "flags": socket.AI_NUMERICHOST}]
+        return [{"hostname": host, "host": address, "port": port, "family": fam, "proto": 0,
+                 "flags": socket.AI_NUMERICHOST}]
 
     async def close(self) -> None:
         return None

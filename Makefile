@@ -1,0 +1,53 @@
+# Quick start: `make run` (Guardian on loopback, safe defaults) and `make test` (the whole suite).
+# Both create .venv and install what they need; Debian packages are installed with apt-get
+# (as root, or through sudo) only when missing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages the tests use: real DNS clients and peers, and netns tooling.
+TEST_DEBS := dnsutils knot-dnsutils dnsperf dnsmasq-base iproute2 openssl
+
+.PHONY: run test lint bench venv test-debs clean
+
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(call apt_install,python3-venv)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[fast]'
+	touch $@
+
+$(BIN)/.test-installed: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[fast,test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+run: $(BIN)/.installed
+	$(BIN)/guardian run --config systemd/guardian.local.yaml
+
+test-debs:
+	$(call apt_install,$(TEST_DEBS))
+
+lint: $(BIN)/.test-installed
+	$(BIN)/ruff check guardian tests
+	$(BIN)/mypy
+
+test: test-debs $(BIN)/.test-installed lint
+	$(BIN)/pytest -q
+
+bench: test-debs $(BIN)/.test-installed
+	$(BIN)/python tests/perf/bench_dns.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
