@@ -12,6 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis  # noqa: F401 - imported (and assertion-rewritten) before test threads start:
+
+# CPython 3.11's AST builder keeps one global depth counter, so compiling in two threads
+# at once can fail later with "AST constructor recursion depth mismatch".
 import pytest
 from fakedns import FakeDns
 

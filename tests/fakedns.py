@@ -136,6 +136,13 @@ class FakeDns:
         self._tcp = await asyncio.start_server(tcp, self.host, self.port)
 
     def stop(self) -> None:
+        async def shutdown() -> None:
+            self._tcp.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
@@ -143,3 +150,93 @@ class FakeDns:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"udp://{host}:{self.port}"
+
+
+class EncryptedFakeDns:
+    """DoT (RFC 7858) and DoH (RFC 8484) front ends for a FakeDns, with a test CA."""
+
+    def __init__(self, fake: FakeDns, tmp_dir: Any) -> None:
+        import trustme
+
+        self.fake = fake
+        self.ca = trustme.CA()
+        cert = self.ca.issue_cert("dns.test", "127.0.0.1")
+        self.ca_file = str(tmp_dir / "ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_file)
+        import ssl
+
+        self.ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(self.ssl)
+        self.dot_port = 0
+        self.doh_port = 0
+        self.connections = {"dot": 0, "doh": 0}
+        self.doh_requests = 0
+        self.doh_peers: set[Any] = set()  # one source port per client connection
+
+    def start(self) -> EncryptedFakeDns:
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+        ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self) -> None:
+        from aiohttp import web
+
+        fake = self.fake
+        outer = self
+
+        async def dot(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            outer.connections["dot"] += 1
+            try:
+                while True:
+                    size = int.from_bytes(await reader.readexactly(2), "big")
+                    out = fake.answer(await reader.readexactly(size), "dot")
+                    if out and not fake.behaviour.silent:
+                        writer.write(len(out).to_bytes(2, "big") + out)
+                        await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        self._dot = await asyncio.start_server(dot, "127.0.0.1", 0, ssl=self.ssl)
+        self.dot_port = self._dot.sockets[0].getsockname()[1]
+
+        async def doh(request: web.Request) -> web.Response:
+            outer.doh_requests += 1
+            if request.transport is not None:
+                outer.doh_peers.add(request.transport.get_extra_info("peername"))
+                outer.connections["doh"] = len(outer.doh_peers)
+            if request.content_type != "application/dns-message":
+                return web.Response(status=415)
+            out = fake.answer(await request.read(), "doh")
+            return web.Response(body=out, content_type="application/dns-message")
+
+        app = web.Application()
+        app.router.add_post("/dns-query", doh)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl)
+        await site.start()
+        self.doh_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            self._dot.close()
+            await self._runner.cleanup()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
