@@ -193,6 +193,8 @@ def read_name(data: bytes, pos: int) -> tuple[str, int]:
 
 def parse_query(data: bytes) -> Question:
     """Read a client query. Raises WireError with the rcode to answer (None: drop)."""
+    if type(data) is not bytes:
+        data = bytes(data)
     if len(data) < 12:
         raise WireError(None, "shorter than a DNS header")
     qid, flags, qd, an, ns, ar = HEADER.unpack_from(data)
