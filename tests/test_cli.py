@@ -1,0 +1,137 @@
+"""The operator's side: check-config messages, and the daemon's signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import dig, free_port
+
+GUARDIAN = [sys.executable, "-m", "guardian"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*GUARDIAN, *args], capture_output=True, text=True, timeout=30)
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("guardian ")
+
+
+def test_check_config_accepts_the_contract_example(tmp_path):
+    example = Path(__file__).parent / "data" / "contract.yaml"
+    result = run_cli("check-config", "--config", str(example))
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_config_reports_every_problem_with_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "dns:\n"
+        "  listen: [\"127.0.0.1:99999\"]\n"      # line 2
+        "  upstreams: [\"udp://dns.google:53\"]\n"  # line 3
+        "  allow_clients: [10.0.0.0/33]\n"       # line 4
+        "  rate_limit: lots\n"                    # line 5
+        "  colour: blue\n"                        # line 6
+        "timezone: Mars/Olympus\n"                # line 7
+        "privacy:\n"
+        "  mode: everything\n"                    # line 9
+    )
+    result = run_cli("check-config", "--config", str(bad))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    for line_no, words in [(2, "port"), (3, "IP address"), (4, "10.0.0.0/33"), (5, "whole number"),
+                           (6, "unknown key"), (7, "time zone"), (9, "not one of")]:
+        assert any(line.startswith(f"{bad}:{line_no}: ") and words in line for line in lines), (line_no, lines)
+    assert len(lines) == 7
+
+
+def test_check_config_yaml_syntax_error_has_a_line(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("dns:\n  listen: [\"127.0.0.1:53\"\n  upstreams: x\n")
+    result = run_cli("check-config", "--config", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{bad}:") and "YAML" in result.stderr
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    result = run_cli("check-config", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1 and "cannot read" in result.stderr
+
+
+def _config(path: Path, port: int, upstream: str, extra: str = "") -> None:
+    path.write_text(
+        f"dns:\n  listen: [\"127.0.0.1:{port}\"]\n  upstreams: [\"{upstream}\"]\n{extra}"
+        f"data_dir: ./var\nlog_level: info\n"
+    )
+
+
+@pytest.fixture
+def daemon(tmp_path, upstream):
+    port = free_port()
+    config = tmp_path / "guardian.yaml"
+    _config(config, port, upstream.url)
+    proc = subprocess.Popen([*GUARDIAN, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while dig(port, "example.com").status != "NOERROR":
+        assert time.monotonic() < deadline and proc.poll() is None, "daemon did not start"
+        time.sleep(0.1)
+    yield proc, config, port
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigterm_stops_cleanly_and_data_dir_is_made(daemon, tmp_path):
+    proc, _config_path, _port = daemon
+    assert (tmp_path / "var").is_dir()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert "Traceback" not in proc.stderr.read()
+
+
+def test_sighup_reloads_without_dropping_queries(daemon, tmp_path, upstream, upstream2):
+    proc, config, port = daemon
+    assert dig(port, "kids.example").values == ["198.51.100.7"]
+    _config(config, port, upstream2.url, extra="  rate_limit: 0\n")
+    os.kill(proc.pid, signal.SIGHUP)
+    failures = 0
+    deadline = time.monotonic() + 5
+    switched = False
+    while time.monotonic() < deadline:
+        result = dig(port, "example.com")
+        failures += result.status != "NOERROR"
+        if result.values == ["93.185.216.34"]:  # upstream2's answer: the new config is live
+            switched = True
+            break
+    assert switched and failures == 0
+
+
+def test_sighup_with_a_broken_file_keeps_the_running_config(daemon, tmp_path):
+    proc, config, port = daemon
+    config.write_text("dns:\n  listen: nonsense\n")
+    os.kill(proc.pid, signal.SIGHUP)
+    time.sleep(0.5)
+    assert proc.poll() is None
+    assert dig(port, "kids.example").values == ["198.51.100.7"]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    assert "reload refused" in proc.stderr.read()
+
+
+def test_run_reports_a_port_in_use(tmp_path, upstream):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        config = tmp_path / "g.yaml"
+        _config(config, taken.getsockname()[1], upstream.url)
+        result = run_cli("run", "--config", str(config))
+    assert result.returncode == 1
+    assert "cannot listen on 127.0.0.1" in result.stderr
