@@ -135,3 +135,10 @@ def test_run_reports_a_port_in_use(tmp_path, upstream):
         result = run_cli("run", "--config", str(config))
     assert result.returncode == 1
     assert "cannot listen on 127.0.0.1" in result.stderr
+
+
+@pytest.mark.parametrize("shipped", ["guardian.yaml", "guardian.local.yaml"])
+def test_shipped_configurations_are_valid(shipped):
+    path = Path(__file__).parents[1] / "systemd" / shipped
+    result = run_cli("check-config", "--config", str(path))
+    assert result.returncode == 0, result.stderr
