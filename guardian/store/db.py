@@ -1,0 +1,238 @@
+"""The store's SQLite file: open or create it, migrate it, set aside a corrupt one.
+
+- The schema version is SQLite's ``user_version``; ``MIGRATIONS`` are the ordered steps
+  from the first release, frozen (a step never changes once released; a new schema is a
+  new step). All pending steps run in one transaction, after a copy of the file is made
+  with SQLite's backup API (``guardian.db.vN.bak``): a failed migration leaves the
+  database at its old version, and the copy restorable besides.
+- A file that is not a database, or fails ``PRAGMA quick_check``, is moved aside as
+  ``guardian.db.corrupt-YYYYmmdd-HHMMSS`` and a fresh one created; the caller raises
+  the returned problems as system events.
+- WAL with ``synchronous=NORMAL``: a killed process never loses a committed batch
+  (a power cut may lose the last ones, never the file's consistency), and the SD card
+  sees one fsync per checkpoint instead of one per commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+
+from ..errors import GuardianError
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "guardian.db"
+BUSY_MS = 5000  # how long a connection waits for the write lock before failing
+MAGIC = b"SQLite format 3\x00"
+
+
+class StoreError(GuardianError):
+    """The store cannot open, migrate or use its database."""
+
+
+Step = Sequence[str] | Callable[[sqlite3.Connection], None]
+
+# v1: the first release — the normalised query log, hourly counts, risk events.
+_V1: list[str] = [
+    "CREATE TABLE labels (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE)",
+    "CREATE TABLE domains (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+    """CREATE TABLE clients (id INTEGER PRIMARY KEY, ip TEXT NOT NULL, mac TEXT NOT NULL DEFAULT '',
+        device TEXT NOT NULL DEFAULT '', first_seen FLOAT, UNIQUE (ip, mac, device))""",
+    """CREATE TABLE queries (id INTEGER PRIMARY KEY, time FLOAT NOT NULL, client_id INTEGER, profile_id INTEGER,
+        domain_id INTEGER NOT NULL, qtype INTEGER NOT NULL, action_id INTEGER NOT NULL, rcode INTEGER NOT NULL,
+        source_id INTEGER, reason_id INTEGER, category_id INTEGER, service_id INTEGER, list_id INTEGER,
+        rule_id INTEGER, schedule_id INTEGER, threat_id INTEGER, severity_id INTEGER, duration_ms FLOAT)""",
+    "CREATE INDEX queries_time ON queries (time)",
+    "CREATE INDEX queries_client_time ON queries (client_id, time)",
+    """CREATE TABLE hourly (hour INTEGER NOT NULL, client_id INTEGER NOT NULL, profile_id INTEGER NOT NULL,
+        category_id INTEGER NOT NULL, service_id INTEGER NOT NULL, action_id INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (hour, client_id, profile_id, category_id, service_id, action_id)) WITHOUT ROWID""",
+    """CREATE TABLE risk_events (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+        first FLOAT NOT NULL, last FLOAT NOT NULL, device TEXT, client TEXT, profile TEXT, threat TEXT,
+        category TEXT, service TEXT, severity TEXT NOT NULL, examples TEXT NOT NULL DEFAULT '',
+        message TEXT NOT NULL DEFAULT '', count INTEGER NOT NULL)""",
+    "CREATE INDEX risk_events_last ON risk_events (last)",
+]
+
+# v2: the parent's state on events, blocked domains per hour (filled from the log kept so
+# far), and usage minutes.
+_V2: list[str] = [
+    "ALTER TABLE risk_events ADD COLUMN state TEXT NOT NULL DEFAULT 'new'",
+    """CREATE TABLE blocked_hourly (hour INTEGER NOT NULL, domain_id INTEGER NOT NULL,
+        client_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (hour, domain_id, client_id, profile_id)) WITHOUT ROWID""",
+    """INSERT INTO blocked_hourly (hour, domain_id, client_id, profile_id, count)
+        SELECT CAST(time / 3600 AS INTEGER) * 3600, domain_id, coalesce(client_id, 0), coalesce(profile_id, 0),
+               count(*)
+        FROM queries WHERE action_id = (SELECT id FROM labels WHERE text = 'blocked') GROUP BY 1, 2, 3, 4""",
+    """CREATE TABLE usage_hourly (day TEXT NOT NULL, hour INTEGER NOT NULL, profile TEXT NOT NULL,
+        target TEXT NOT NULL, minutes INTEGER NOT NULL, PRIMARY KEY (day, profile, target, hour)) WITHOUT ROWID""",
+]
+
+MIGRATIONS: list[tuple[int, Step]] = [(1, _V1), (2, _V2)]
+CURRENT_VERSION = MIGRATIONS[-1][0]
+
+
+@dataclass
+class Database:
+    """An opened, migrated store file; ``problems`` are (what, message, severity) to report."""
+
+    path: Path
+    engine: Engine
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(path: Path, migrations: Sequence[tuple[int, Step]] = MIGRATIONS) -> Database:
+    """Open (create, migrate, or replace a corrupt) store file for writing. Blocking."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    problems: list[tuple[str, str, str]] = []
+    if path.exists():
+        bad = check_file(path)
+        if bad is not None:
+            aside = set_aside(path)
+            message = f"the database was damaged ({bad}); it was moved to {aside.name} and a fresh one started"
+            log.error("%s: %s", path, message)
+            problems.append(("storage", message, "high"))
+    migrate(path, migrations)
+    return Database(path, make_engine(path), problems)
+
+
+def check_file(path: Path) -> str | None:
+    """Why ``path`` is not a usable SQLite database, or None when it is."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return None  # SQLite takes an empty file as a new database
+        with path.open("rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                return "file is not a database"
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if rows != [("ok",)]:
+        return "integrity check failed: " + "; ".join(str(r[0]) for r in rows[:3])
+    return None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a bad database (and its WAL/SHM files) to ``NAME.corrupt-TIMESTAMP``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    path.rename(target)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(target.with_name(target.name + suffix))
+    return target
+
+
+def schema_version(path: Path) -> int:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def migrate(path: Path, migrations: Sequence[tuple[int, Step]] = MIGRATIONS, target: int | None = None) -> int:
+    """Bring the file at ``path`` to ``target`` (default: the newest); returns the version."""
+    target = migrations[-1][0] if target is None else target
+    conn = sqlite3.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > target:
+            raise StoreError(f"{path}: schema v{version} is newer than this Guardian knows (v{target})")
+        if version == target:
+            return version
+        if version == 0:
+            # Must precede the first table; lets retention give freed pages back to the card.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        else:
+            backup = path.with_name(f"{path.name}.v{version}.bak")
+            copy_database(conn, backup)
+            log.info("migrating %s from schema v%d to v%d (copy kept at %s)", path, version, target, backup.name)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for number, step in migrations:
+                if version < number <= target:
+                    if callable(step):
+                        step(conn)
+                    else:
+                        for statement in step:
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {int(number)}")
+            conn.execute("COMMIT")
+        except Exception as exc:
+            conn.execute("ROLLBACK")
+            where = f"; the database is unchanged at v{version}" + (
+                f" and a copy is kept at {path.name}.v{version}.bak" if version else "")
+            raise StoreError(f"{path}: migration to schema v{target} failed: {exc}{where}") from exc
+        return target
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def copy_database(conn: sqlite3.Connection, target: Path) -> None:
+    """A consistent copy of an open database (WAL content included)."""
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    dest = sqlite3.connect(tmp)
+    try:
+        conn.backup(dest)
+    finally:
+        dest.close()
+    tmp.replace(target)
+
+
+def make_engine(path: Path, readonly: bool = False) -> Engine:
+    """An engine on the store file. Writers take the lock at BEGIN (IMMEDIATE), so two
+    writers queue on busy_timeout instead of failing on a lock upgrade."""
+    if readonly:
+        url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    else:
+        url = f"sqlite:///{path}"
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" hook below issues BEGIN
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+        if readonly:
+            cur.execute("PRAGMA query_only = 1")
+        else:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA journal_size_limit = 33554432")  # WAL shrinks back to 32 MB after checkpoints
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine

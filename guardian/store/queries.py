@@ -1,0 +1,315 @@
+"""The dashboard's and CLI's questions, answered from the rollup tables.
+
+Every overview question reads ``hourly``/``blocked_hourly`` (a few thousand rows a day)
+through their primary key, never the raw query log, so each answers in milliseconds
+whatever the size of the log (see tests/perf/bench_store.py). Times are epoch seconds;
+hours are UTC-aligned, days are the household's local days (for zones with a half-hour
+offset a day's hourly counts are off by those 30 minutes).
+
+Anonymous statistics export (opt-in, ``privacy.anonymous_stats``): rows of
+``week, age_group, kind, threat, events, attempts`` where ``week`` is the ISO week
+(``2026-W48``) of the event's first occurrence in the household zone, ``age_group`` the
+profile's template (never the profile's own name; ``unspecified`` when it has none),
+``kind`` a risk-event kind or ``queries``/``blocked`` (weekly totals), ``threat`` the
+rule packs' threat name (empty for kinds without one), ``events`` the number of
+aggregated risk events and ``attempts`` the occurrences they count. No device, client,
+profile or domain name ever appears. CSV has that header line; JSON is
+``{"format": "guardian-anonymous-stats", "version": 1, "rows": [{...}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from .db import make_engine
+from .records import BLOCKED, BUDGET, BYPASS, SCHEDULE, STATES, StoredEvent
+
+HOUR = 3600
+ANON_KINDS = (BLOCKED, BYPASS, SCHEDULE, BUDGET)
+ANON_FIELDS = ("week", "age_group", "kind", "threat", "events", "attempts")
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Queries and how many of them were blocked, for one key (hour, device, category...)."""
+
+    key: Any
+    queries: int
+    blocked: int
+    profile: str | None = None
+
+    def to_json(self, name: str = "key") -> dict[str, Any]:
+        out = {name: self.key, "queries": self.queries, "blocked": self.blocked}
+        if self.profile is not None:
+            out["profile"] = self.profile
+        return out
+
+
+class StoreReader:
+    """Read-side of the store over one engine (read-only when opened with ``open``)."""
+
+    def __init__(self, engine: Engine, zone: ZoneInfo) -> None:
+        self.engine = engine
+        self.zone = zone
+
+    @classmethod
+    def open(cls, path: Path, zone: ZoneInfo, readonly: bool = True) -> StoreReader:
+        return cls(make_engine(path, readonly=readonly), zone)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.exec_driver_sql(sql, params).fetchall())
+
+    def _label(self, text: str) -> int:
+        rows = self._rows("SELECT id FROM labels WHERE text = ?", (text,))
+        return int(rows[0][0]) if rows else -1
+
+    # -- overview -----------------------------------------------------------------
+
+    def hours(self, since: float, until: float) -> list[Counts]:
+        """Per hour in [since, until): every hour present, zero-filled; key = hour start."""
+        start = int(since // HOUR) * HOUR
+        blocked = self._label("blocked")
+        found = {int(h): (int(q), int(b)) for h, q, b in self._rows(
+            "SELECT hour, sum(count), sum(CASE WHEN action_id = ? THEN count ELSE 0 END) FROM hourly"
+            " WHERE hour >= ? AND hour < ? GROUP BY hour", (blocked, start, until))}
+        return [Counts(h, *found.get(h, (0, 0))) for h in range(start, int(until), HOUR)]
+
+    def last_24h(self, now: float) -> list[Counts]:
+        """The 24 hours up to and including the current one."""
+        this_hour = int(now // HOUR) * HOUR
+        return self.hours(this_hour - 23 * HOUR, this_hour + HOUR)
+
+    def top_blocked(self, since: float, until: float, limit: int = 10, profile: str | None = None) -> list[Counts]:
+        """Most blocked domains (key = domain, queries = blocked = count)."""
+        sql = ("SELECT d.name, t.n FROM (SELECT domain_id, sum(count) AS n FROM blocked_hourly"
+               " WHERE hour >= ? AND hour < ?{} GROUP BY domain_id ORDER BY n DESC LIMIT ?) AS t"
+               " JOIN domains AS d ON d.id = t.domain_id ORDER BY t.n DESC, d.name")
+        params: tuple[Any, ...] = (_floor(since), until)
+        if profile is not None:
+            sql = sql.format(" AND profile_id = ?")
+            params += (self._label(profile),)
+        else:
+            sql = sql.format("")
+        return [Counts(name, int(n), int(n)) for name, n in self._rows(sql, (*params, limit))]
+
+    def per_device(self, since: float, until: float) -> list[Counts]:
+        """Per device (its name, else its address; None = anonymous), busiest first."""
+        blocked = self._label("blocked")
+        rows = self._rows(
+            "SELECT coalesce(nullif(c.device, ''), c.ip), p.text, t.q, t.b FROM"
+            " (SELECT client_id, profile_id, sum(count) AS q, sum(CASE WHEN action_id = ? THEN count ELSE 0 END) AS b"
+            "  FROM hourly WHERE hour >= ? AND hour < ? GROUP BY client_id, profile_id) AS t"
+            " LEFT JOIN clients AS c ON c.id = t.client_id LEFT JOIN labels AS p ON p.id = t.profile_id",
+            (blocked, _floor(since), until))
+        merged: dict[tuple[str | None, str | None], list[int]] = {}
+        for name, profile, q, b in rows:
+            acc = merged.setdefault((name, profile), [0, 0])
+            acc[0] += int(q)
+            acc[1] += int(b)
+        out = [Counts(name, q, b, profile) for (name, profile), (q, b) in merged.items()]
+        return sorted(out, key=lambda c: (-c.queries, str(c.key)))
+
+    def per_category(self, since: float, until: float, profile: str | None = None,
+                     column: str = "category_id") -> list[Counts]:
+        """Per category (or per service with ``column="service_id"``); None = uncategorised."""
+        if column not in ("category_id", "service_id"):
+            raise ValueError(column)
+        blocked = self._label("blocked")
+        where = "hour >= ? AND hour < ?"
+        params: tuple[Any, ...] = (blocked, _floor(since), until)
+        if profile is not None:
+            where += " AND profile_id = ?"
+            params += (self._label(profile),)
+        rows = self._rows(
+            f"SELECT l.text, t.q, t.b FROM (SELECT {column} AS k, sum(count) AS q,"
+            f" sum(CASE WHEN action_id = ? THEN count ELSE 0 END) AS b FROM hourly WHERE {where} GROUP BY {column})"
+            " AS t LEFT JOIN labels AS l ON l.id = t.k ORDER BY t.q DESC", params)
+        return [Counts(name, int(q), int(b)) for name, q, b in rows]
+
+    def per_profile(self, since: float, until: float) -> list[Counts]:
+        blocked = self._label("blocked")
+        rows = self._rows(
+            "SELECT l.text, t.q, t.b FROM (SELECT profile_id AS k, sum(count) AS q,"
+            " sum(CASE WHEN action_id = ? THEN count ELSE 0 END) AS b FROM hourly WHERE hour >= ? AND hour < ?"
+            " GROUP BY profile_id) AS t LEFT JOIN labels AS l ON l.id = t.k ORDER BY t.q DESC",
+            (blocked, _floor(since), until))
+        return [Counts(name, int(q), int(b)) for name, q, b in rows]
+
+    def daily(self, first: date, days: int, profile: str | None = None, device: str | None = None,
+              column: str = "category_id") -> dict[str, list[Counts]]:
+        """Per local day (ISO date) -> per category (or service) counts, for a profile/device."""
+        if column not in ("category_id", "service_id"):
+            raise ValueError(column)
+        blocked = self._label("blocked")
+        out: dict[str, list[Counts]] = {}
+        for i in range(days):
+            day = first + timedelta(days=i)
+            since, until = self.day_bounds(day)
+            where = "h.hour >= ? AND h.hour < ?"
+            params: tuple[Any, ...] = (blocked, since, until)
+            if profile is not None:
+                where += " AND h.profile_id = ?"
+                params += (self._label(profile),)
+            if device is not None:
+                where += " AND h.client_id IN (SELECT id FROM clients WHERE device = ? OR (device = '' AND ip = ?))"
+                params += (device, device)
+            rows = self._rows(
+                f"SELECT l.text, sum(h.count), sum(CASE WHEN h.action_id = ? THEN h.count ELSE 0 END) FROM hourly AS h"
+                f" LEFT JOIN labels AS l ON l.id = h.{column} WHERE {where} GROUP BY h.{column} ORDER BY 2 DESC",
+                params)
+            out[day.isoformat()] = [Counts(name, int(q), int(b)) for name, q, b in rows]
+        return out
+
+    def day_bounds(self, day: date) -> tuple[float, float]:
+        """Epoch seconds of local midnight starting ``day`` and the next (23..25 h apart)."""
+        start = datetime.combine(day, time(0), self.zone).timestamp()
+        end = datetime.combine(day + timedelta(days=1), time(0), self.zone).timestamp()
+        return start, end
+
+    # -- risk events --------------------------------------------------------------
+
+    def events(self, since: float, until: float | None = None, kinds: tuple[str, ...] = (),
+               profile: str | None = None, states: tuple[str, ...] = STATES, limit: int = 500) -> list[StoredEvent]:
+        """Risk events last seen in [since, until), newest first by last occurrence."""
+        where = "last >= ?"
+        params: list[Any] = [since]
+        if until is not None:
+            where += " AND last < ?"
+            params.append(until)
+        if kinds:
+            where += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            params += kinds
+        if profile is not None:
+            where += " AND profile = ?"
+            params.append(profile)
+        where += f" AND state IN ({', '.join('?' * len(states))})"
+        params += states
+        rows = self._rows(
+            "SELECT id, kind, first, last, count, severity, state, device, client, profile, threat, category, service,"
+            f" examples, message FROM risk_events WHERE {where} ORDER BY last DESC, id DESC LIMIT ?",
+            (*params, limit))
+        return [StoredEvent(id=r[0], kind=r[1], first=r[2], last=r[3], count=r[4], severity=r[5], state=r[6],
+                            device=r[7], client=r[8], profile=r[9], threat=r[10], category=r[11], service=r[12],
+                            examples=tuple(r[13].split()), message=r[14]) for r in rows]
+
+    def set_event_state(self, event_id: int, state: str) -> bool:
+        """Mark an event seen or dismissed (needs a writable engine). False if no such event."""
+        if state not in STATES:
+            raise ValueError(f"state is one of {', '.join(STATES)}")
+        with self.engine.begin() as conn:
+            return conn.exec_driver_sql("UPDATE risk_events SET state = ? WHERE id = ?",
+                                        (state, event_id)).rowcount > 0
+
+    # -- usage ----------------------------------------------------------------------
+
+    def usage(self, day: date, profile: str | None = None) -> dict[tuple[str, str], int]:
+        """(profile, target) -> estimated active minutes on the local ``day``."""
+        sql, params = "SELECT profile, target, sum(minutes) FROM usage_hourly WHERE day = ?", [day.isoformat()]
+        if profile is not None:
+            sql += " AND profile = ?"
+            params.append(profile)
+        return {(p, t): int(m) for p, t, m in self._rows(sql + " GROUP BY profile, target", tuple(params))}
+
+    # -- reports --------------------------------------------------------------------
+
+    def weekly_digest(self, profile: str, week_start: date, budgets: Mapping[str, int] | None = None,
+                      top: int = 5) -> dict[str, Any]:
+        """A child's week: top categories, risk events, usage per day against budgets (minutes)."""
+        monday = week_start - timedelta(days=week_start.weekday())
+        since = self.day_bounds(monday)[0]
+        until = self.day_bounds(monday + timedelta(days=6))[1]
+        categories = [c for c in self.per_category(since, until, profile) if c.key is not None][:top]
+        services = [c for c in self.per_category(since, until, profile, "service_id") if c.key is not None][:top]
+        events = self.events(since, until, profile=profile, limit=100)
+        days = [(monday + timedelta(days=i)) for i in range(7)]
+        usage: dict[str, dict[str, int]] = {}
+        for day in days:
+            for (_p, target), minutes in self.usage(day, profile).items():
+                usage.setdefault(target, {})[day.isoformat()] = minutes
+        budgets = dict(budgets or {})
+        usage_rows = []
+        for target in sorted(set(usage) | set(budgets)):
+            per_day = {d.isoformat(): usage.get(target, {}).get(d.isoformat(), 0) for d in days}
+            budget = budgets.get(target)
+            usage_rows.append({
+                "target": target,
+                "minutes": sum(per_day.values()),
+                "per_day": per_day,
+                "budget": budget,
+                "days_over_budget": sum(1 for m in per_day.values() if budget is not None and m >= budget),
+            })
+        totals = [c for c in self.per_profile(since, until) if c.key == profile]
+        return {
+            "profile": profile,
+            "week": f"{monday.isocalendar().year}-W{monday.isocalendar().week:02d}",
+            "from": monday.isoformat(),
+            "to": days[-1].isoformat(),
+            "queries": totals[0].queries if totals else 0,
+            "blocked": totals[0].blocked if totals else 0,
+            "top_categories": [c.to_json("category") for c in categories],
+            "top_services": [c.to_json("service") for c in services],
+            "events": [e.to_json() for e in events],
+            "usage": usage_rows,
+        }
+
+    def anonymous_stats(self, since: float, until: float, templates: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Rows for the opt-in export (see the module docstring); no names of any kind."""
+        def group(profile: str | None) -> str:
+            return templates.get(profile or "", "") or "unspecified"
+
+        acc: dict[tuple[str, str, str, str], list[int]] = {}
+        rows = self._rows(
+            f"SELECT first, profile, kind, threat, count FROM risk_events WHERE first >= ? AND first < ?"
+            f" AND kind IN ({', '.join('?' * len(ANON_KINDS))})", (since, until, *ANON_KINDS))
+        for first, profile, kind, threat, count in rows:
+            key = (self._week(first), group(profile), kind, threat or "")
+            a = acc.setdefault(key, [0, 0])
+            a[0] += 1
+            a[1] += int(count)
+        blocked = self._label("blocked")
+        for hour, profile, q, b in self._rows(
+                "SELECT t.hour, l.text, t.q, t.b FROM (SELECT hour, profile_id, sum(count) AS q,"
+                " sum(CASE WHEN action_id = ? THEN count ELSE 0 END) AS b FROM hourly WHERE hour >= ? AND hour < ?"
+                " GROUP BY hour, profile_id) AS t LEFT JOIN labels AS l ON l.id = t.profile_id",
+                (blocked, _floor(since), until)):
+            week, g = self._week(hour), group(profile)
+            for kind, n in (("queries", q), ("blocked", b)):
+                a = acc.setdefault((week, g, kind, ""), [0, 0])
+                a[1] += int(n)
+        return [dict(zip(ANON_FIELDS, (*k, v[0], v[1]), strict=True)) for k, v in sorted(acc.items())]
+
+    def _week(self, epoch: float) -> str:
+        iso = datetime.fromtimestamp(epoch, self.zone).isocalendar()
+        return f"{iso.year}-W{iso.week:02d}"
+
+
+def anonymous_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=ANON_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def anonymous_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps({"format": "guardian-anonymous-stats", "version": 1, "fields": list(ANON_FIELDS),
+                       "rows": rows}, indent=1)
+
+
+def _floor(epoch: float) -> int:
+    """The start of the hour ``epoch`` falls in (a range starting mid-hour takes that hour whole)."""
+    return int(epoch // HOUR) * HOUR

@@ -1,0 +1,197 @@
+"""The risk rules: which queries are worth telling a parent about, aggregated (pure).
+
+Kinds:
+- ``bypass``: the query was refused as a bypass attempt (``reason == "bypass"``, or the
+  name is in the rule packs' ``bypass`` category: DoH/VPN/proxy names, canaries);
+- ``budget``: blocked because a budget was used up — one event per profile, target
+  and local day;
+- ``schedule``: blocked inside a schedule's blocked window;
+- ``blocked``: blocked access to a category that carries a threat (``record.threat``);
+- ``new-device`` and ``system`` come in through their own entry points.
+
+Severity and threat come from the record (the rule packs set them), so a new category
+needs no code here. Repeated occurrences by one device on one topic become one event:
+an event stays open while its occurrences are less than ``window`` seconds apart and
+collects a count, the last time, the worst severity and a few example names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from ..usage import local_day
+from .records import (
+    BLOCKED,
+    BUDGET,
+    BYPASS,
+    NEW_DEVICE,
+    SCHEDULE,
+    SEVERITY_RANK,
+    SYSTEM,
+    QueryRecord,
+    RiskEvent,
+)
+
+MAX_EXAMPLES = 5
+SEP = "\x1f"  # joins the parts of an event key; never part of a name
+DEFAULT_SEVERITY = {BLOCKED: "medium", BYPASS: "high", SCHEDULE: "low", BUDGET: "info", NEW_DEVICE: "medium",
+                    SYSTEM: "high"}
+
+
+def classify(rec: QueryRecord) -> tuple[str, str] | None:
+    """(kind, topic) of the risk this query shows, or None. Topic groups the aggregation."""
+    if rec.reason == "bypass" or (rec.category == "bypass" and rec.action in ("blocked", "refused")):
+        return BYPASS, rec.category or rec.service or "bypass"
+    if rec.action != "blocked":
+        return None
+    if rec.reason == "budget":
+        return BUDGET, rec.service or rec.category or ""
+    if rec.reason == "schedule":
+        return SCHEDULE, rec.schedule or ""
+    if rec.threat is not None:
+        return BLOCKED, rec.category or rec.service or rec.threat
+    return None
+
+
+def is_risk(rec: QueryRecord) -> bool:
+    """Kept in detail in ``risks-only`` privacy mode: blocked, threats and risk events."""
+    return rec.action == "blocked" or rec.threat is not None or classify(rec) is not None
+
+
+def worse(a: str, b: str) -> str:
+    """The more severe of two severities (unknown names rank lowest)."""
+    return a if SEVERITY_RANK.get(a, -1) >= SEVERITY_RANK.get(b, -1) else b
+
+
+@dataclass(slots=True)
+class _Open:
+    """An aggregated event still open, with what changed since the last drain."""
+
+    key: str
+    kind: str
+    first: float
+    last: float
+    severity: str
+    device: str | None
+    client: str | None
+    profile: str | None
+    threat: str | None
+    category: str | None
+    service: str | None
+    examples: list[str] = field(default_factory=list)
+    message: str = ""
+    pending: int = 0  # occurrences not yet drained
+    day: date | None = None  # budget events: the local day they belong to
+
+
+class RiskRules:
+    """Turns records into aggregated ``RiskEvent`` deltas; one instance per writer.
+
+    Call ``observe`` per record (and ``system``/``new_device``), then ``drain`` once per
+    batch to get one delta per event touched.
+    """
+
+    def __init__(self, zone: ZoneInfo, window: float = 3600.0) -> None:
+        self.zone = zone
+        self.window = window  # seconds an event stays open after its latest occurrence
+        self._open: dict[tuple[str, str, str], _Open] = {}
+        self._touched: dict[str, _Open] = {}
+
+    def observe(self, rec: QueryRecord) -> None:
+        found = classify(rec)
+        if found is None:
+            return
+        kind, topic = found
+        who = rec.device or rec.client or rec.profile or ""
+        if kind == BUDGET:
+            day = local_day(rec.time, self.zone)
+            slot = (kind, f"{rec.profile or who}:{topic}", day.isoformat())
+            ev = self._open.get(slot)
+            if ev is None:
+                ev = self._start(slot, SEP.join(slot), kind, rec.time, rec.severity, rec.device, rec.client or None, rec.profile,
+                                 rec.threat, rec.category, rec.service)
+                ev.day = day
+        else:
+            slot = (kind, who, topic)
+            ev = self._open.get(slot)
+            if ev is None or rec.time - ev.last >= self.window:
+                ev = self._start(slot, SEP.join((*slot, f"{rec.time:.3f}")), kind, rec.time, rec.severity, rec.device, rec.client or None, rec.profile,
+                                 rec.threat, rec.category, rec.service)
+        self._hit(ev, rec.time, rec.severity, rec.name)
+
+    def system(self, what: str, message: str, severity: str, time: float) -> None:
+        """A system problem (``what``: storage, upstream, lists, ...), aggregated like the rest."""
+        slot = (SYSTEM, what, message)
+        ev = self._open.get(slot)
+        if ev is None or time - ev.last >= self.window:
+            ev = self._start(slot, SEP.join((*slot, f"{time:.3f}")), SYSTEM, time, severity, None, None, None,
+                             what, None, None)
+            ev.message = message
+        self._hit(ev, time, severity, None)
+
+    def new_device(self, time: float, mac: str | None, ip: str | None, name: str | None, profile: str | None,
+                   detail: str = "", severity: str | None = None) -> None:
+        """A device joined the network (one event per MAC, or per address without one)."""
+        who = mac or ip or name or "?"
+        slot = (NEW_DEVICE, who, "")
+        if slot in self._open:
+            return
+        ev = self._start(slot, SEP.join(slot), NEW_DEVICE, time, severity, name, ip, profile, None, None, None)
+        ev.message = detail
+        self._hit(ev, time, severity, ip or mac)
+
+    def drain(self, now: float | None = None) -> list[RiskEvent]:
+        """Deltas of every event touched since the last drain; forgets long-closed events."""
+        out = [
+            RiskEvent(key=ev.key, kind=ev.kind, first=ev.first, last=ev.last, count=ev.pending, severity=ev.severity,
+                      device=ev.device, client=ev.client, profile=ev.profile, threat=ev.threat,
+                      category=ev.category, service=ev.service, examples=tuple(ev.examples), message=ev.message)
+            for ev in self._touched.values()
+        ]
+        for ev in self._touched.values():
+            ev.pending = 0
+        self._touched.clear()
+        if now is not None and len(self._open) > 1000:
+            self.forget(now)
+        return out
+
+    def forget(self, now: float) -> None:
+        """Close events idle for more than a window (budget events: after their day)."""
+        today = local_day(now, self.zone)
+        self._open = {
+            slot: ev for slot, ev in self._open.items()
+            if (now - ev.last < self.window if ev.day is None else ev.day == today) or ev.pending
+        }
+
+    def seed(self, events: Iterable[RiskEvent]) -> None:
+        """Reopen events from the store after a restart, so aggregation continues."""
+        for e in events:
+            parts = e.key.split(SEP)
+            if len(parts) < 3:
+                continue
+            slot = (parts[0], parts[1], parts[2])
+            ev = self._open[slot] = _Open(e.key, e.kind, e.first, e.last, e.severity, e.device, e.client, e.profile,
+                                     e.threat, e.category, e.service, list(e.examples), e.message)
+            if e.kind == BUDGET:
+                ev.day = date.fromisoformat(parts[2])
+
+    def _start(self, slot: tuple[str, str, str], key: str, kind: str, time: float, severity: str | None,
+               device: str | None, client: str | None, profile: str | None, threat: str | None,
+               category: str | None, service: str | None) -> _Open:
+        ev = _Open(key, kind, time, time, severity or DEFAULT_SEVERITY[kind], device, client, profile, threat,
+                   category, service)
+        self._open[slot] = ev
+        return ev
+
+    def _hit(self, ev: _Open, time: float, severity: str | None, example: str | None) -> None:
+        ev.pending += 1
+        if time > ev.last:
+            ev.last = time
+        if severity:
+            ev.severity = worse(ev.severity, severity)
+        if example and len(ev.examples) < MAX_EXAMPLES and example not in ev.examples:
+            ev.examples.append(example)
+        self._touched[ev.key] = ev

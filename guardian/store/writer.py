@@ -1,0 +1,449 @@
+"""The recorder: DNS hands it every query without waiting; one writer commits batches.
+
+``Recorder.record`` is an O(1) append to a bounded in-memory list, called on the event
+loop for every query; when the list is full the record is dropped and counted
+(``dropped``) — DNS never waits on the store. Every ``flush_seconds`` the list is swapped
+for an empty one and handed to a single worker thread, which derives rollups, usage and
+risk events and commits everything in one transaction, so the event loop never touches
+the disk and the SD card sees one commit per interval, not one per query.
+
+Loss bound: a SIGKILL (or crash) loses what was recorded since the last committed batch:
+at most ``flush_seconds`` plus the time one batch takes to write. Committed batches
+survive (WAL); the file always passes ``PRAGMA integrity_check``.
+
+A write that fails (disk full, I/O error, lock timeout) is rolled back and its prepared
+batch kept for the next interval (up to ``queue_size`` records waiting, oldest given up
+first and counted in ``unsaved``); the trouble becomes a ``system`` risk event once the
+disk takes writes again. A database found corrupt is set aside and recreated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from ..config import PrivacySettings, Settings, StoreSettings
+from ..usage import UsageMeter, local_day
+from .db import DB_NAME, Database, StoreError, open_database
+from .records import BUDGET, NEW_DEVICE, QueryRecord, RiskEvent
+from .risk import RiskRules, is_risk
+from .tables import queries
+
+log = logging.getLogger(__name__)
+
+ClientKey = tuple[str, str, str]  # (ip, mac or "", device or "")
+_USED = ("allowed", "rewritten")
+_CORRUPT = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB  # actions that mean the device got to use the name
+
+_QUERY_COLUMNS = [c.name for c in queries.columns if c.name != "id"]
+_INSERT_QUERY = f"INSERT INTO queries ({', '.join(_QUERY_COLUMNS)}) VALUES ({', '.join('?' * len(_QUERY_COLUMNS))})"
+_UPSERT_HOURLY = """INSERT INTO hourly (hour, client_id, profile_id, category_id, service_id, action_id, count)
+    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hour, client_id, profile_id, category_id, service_id, action_id)
+    DO UPDATE SET count = count + excluded.count"""
+_UPSERT_BLOCKED = """INSERT INTO blocked_hourly (hour, domain_id, client_id, profile_id, count) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (hour, domain_id, client_id, profile_id) DO UPDATE SET count = count + excluded.count"""
+_UPSERT_USAGE = """INSERT INTO usage_hourly (day, hour, profile, target, minutes) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (day, profile, target, hour) DO UPDATE SET minutes = minutes + excluded.minutes"""
+# New occurrences bring a "seen" event back to "new"; "dismissed" stays dismissed.
+_UPSERT_EVENT = """INSERT INTO risk_events (key, kind, first, last, device, client, profile, threat, category,
+        service, severity, examples, message, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (key) DO UPDATE SET last = max(last, excluded.last), count = count + excluded.count,
+        severity = excluded.severity, examples = excluded.examples, message = excluded.message,
+        state = CASE WHEN state = 'seen' THEN 'new' ELSE state END"""
+
+
+@dataclass(slots=True)
+class Batch:
+    """One flush's records turned into rows and deltas (text not yet resolved to ids)."""
+
+    records: int = 0
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    hourly: dict[tuple[int, ClientKey | None, str | None, str | None, str | None, str], int] = field(
+        default_factory=dict)
+    blocked: dict[tuple[int, str, ClientKey | None, str | None], int] = field(default_factory=dict)
+    usage: dict[tuple[str, int, str, str], int] = field(default_factory=dict)
+    events: list[RiskEvent] = field(default_factory=list)
+
+
+class StoreWriter:
+    """The blocking half: owns the database, the risk rules and the usage meter.
+
+    Only ever used from one thread at a time (the recorder's single worker).
+    """
+
+    def __init__(self, path: Path, privacy: PrivacySettings, zone: ZoneInfo, max_waiting: int,
+                 session_gap: int = 5, risk_window: float = 3600.0) -> None:
+        self.path = path
+        self.mode = privacy.mode
+        self.zone = zone
+        self.max_waiting = max_waiting
+        self.risk = RiskRules(zone, risk_window)
+        self.meter = UsageMeter(session_gap)
+        self.db: Database | None = None
+        self.waiting: list[Batch] = []  # prepared, not yet committed (the disk refused them)
+        self.written = 0  # records committed
+        self.commits = 0
+        self.write_errors = 0
+        self.unsaved = 0  # records given up after repeated write failures
+        self.last_error: str | None = None
+        self.cpu_seconds = 0.0  # thread CPU time spent preparing and writing
+        self._failing_since: float | None = None
+        self._next_open = 0.0
+        self._today = local_day(time.time(), zone)
+        self._labels: dict[str, int] = {}
+        self._domains: dict[str, int] = {}
+        self._clients: dict[ClientKey, int] = {}
+
+    # -- opening ---------------------------------------------------------------------
+
+    def open(self) -> bool:
+        """Open the database (create, migrate, set a corrupt one aside). False if it failed."""
+        if self.db is not None:
+            return True
+        if time.monotonic() < self._next_open:
+            return False
+        try:
+            self.db = open_database(self.path)
+        except (StoreError, OSError) as exc:
+            self._next_open = time.monotonic() + 30  # do not hammer a broken disk
+            self._trouble(f"cannot open the database: {exc}")
+            return False
+        for what, message, severity in self.db.problems:
+            self.risk.system(what, message, severity, time.time())
+        self._forget_ids()
+        with contextlib.suppress(SQLAlchemyError, sqlite3.Error):
+            self._seed()
+        return True
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def _seed(self) -> None:
+        """Reopen recent events and today's usage so a restart continues them."""
+        assert self.db is not None
+        now = time.time()
+        today = local_day(now, self.zone)
+        with self.db.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT key, kind, first, last, count, severity, device, client, profile, threat, category, service,"
+                " examples, message FROM risk_events WHERE last >= ? OR kind IN (?, ?)",
+                (now - self.risk.window, BUDGET, NEW_DEVICE)).fetchall()
+            self.risk.seed(
+                RiskEvent(key=r[0], kind=r[1], first=r[2], last=r[3], count=0, severity=r[5], device=r[6],
+                          client=r[7], profile=r[8], threat=r[9], category=r[10], service=r[11],
+                          examples=tuple(r[12].split()), message=r[13])
+                for r in rows if r[1] != BUDGET or r[0].endswith(today.isoformat()))
+            for profile, target, minutes in conn.exec_driver_sql(
+                    "SELECT profile, target, sum(minutes) FROM usage_hourly WHERE day = ? GROUP BY 1, 2",
+                    (today.isoformat(),)):
+                self.meter.load(profile, target, today, int(minutes))
+
+    # -- preparing (pure work, in the worker thread) -------------------------------------
+
+    def prepare(self, records: Sequence[QueryRecord], side: Sequence[tuple[Any, ...]]) -> Batch:
+        """Rows, rollup deltas, usage minutes and risk events for one flush."""
+        batch = Batch(records=len(records))
+        anonymous = self.mode == "anonymous"
+        detail_all = self.mode != "risks-only"  # anonymous keeps every query, without the device
+        rows, hourly, blocked, usage = batch.rows, batch.hourly, batch.blocked, batch.usage
+        zone, meter, risk = self.zone, self.meter, self.risk
+        for rec in records:
+            if anonymous:
+                rec = replace(rec, client="", device=None, mac=None)
+                ck: ClientKey | None = None
+            else:
+                ck = (rec.client, rec.mac or "", rec.device or "")
+            hour = int(rec.time // 3600) * 3600
+            hk = (hour, ck, rec.profile, rec.category, rec.service, rec.action)
+            hourly[hk] = hourly.get(hk, 0) + 1
+            if rec.action == "blocked":
+                bk = (hour, rec.name, ck, rec.profile)
+                blocked[bk] = blocked.get(bk, 0) + 1
+            if detail_all or is_risk(rec):
+                rows.append((rec.time, ck, rec.profile, rec.name, rec.qtype, rec.action, rec.rcode, rec.source,
+                             rec.reason or None, rec.category, rec.service, rec.list_name, rec.rule, rec.schedule,
+                             rec.threat, rec.severity, rec.duration_ms))
+            risk.observe(rec)
+            if rec.profile is not None and rec.action in _USED:
+                for target in (rec.category, rec.service):
+                    if target:
+                        for minute in meter.observe(rec.profile, target, rec.time, zone):
+                            day, local_hour = meter.slot(minute, zone)
+                            uk = (day.isoformat(), local_hour, rec.profile, target)
+                            usage[uk] = usage.get(uk, 0) + 1
+        for item in side:
+            if item[0] == "system":
+                _, what, message, severity, at = item
+                risk.system(what, message, severity, at)
+            else:
+                _, at, mac, ip, name, profile, detail = item
+                if anonymous:
+                    mac = ip = name = None
+                    detail = ""
+                risk.new_device(at, mac, ip, name, profile, detail)
+        now = time.time()
+        batch.events = risk.drain(now)
+        today = local_day(now, zone)
+        if today != self._today:  # keep yesterday (late records), forget the rest
+            self._today = today
+            meter.forget_before(today - timedelta(days=1))
+        return batch
+
+    # -- writing ---------------------------------------------------------------------
+
+    def process(self, records: Sequence[QueryRecord], side: Sequence[tuple[Any, ...]]) -> None:
+        """Prepare and commit one flush (plus any batch the disk refused before)."""
+        started = time.thread_time()
+        try:
+            if records or side:
+                self.waiting.append(self.prepare(records, side))
+            self._trim_waiting()
+            if self.waiting and self.open():
+                self._commit_waiting()
+        finally:
+            self.cpu_seconds += time.thread_time() - started
+
+    def _commit_waiting(self) -> None:
+        assert self.db is not None
+        try:
+            with self.db.engine.begin() as conn:
+                for batch in self.waiting:
+                    self._write(conn, batch)
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            self._forget_ids()  # ids cached during the rolled-back transaction may not exist
+            self.write_errors += 1
+            orig = exc.orig if isinstance(exc, DBAPIError) else exc
+            if getattr(orig, "sqlite_errorcode", 0) & 0xFF in _CORRUPT:
+                # Corruption found while running: reopen, which sets the file aside.
+                log.error("store: the database looks damaged (%s); reopening", orig)
+                self.close()
+            self._trouble(f"writing the query log fails: {orig}")
+            return
+        self.commits += 1
+        self.written += sum(b.records for b in self.waiting)
+        self.waiting.clear()
+        if self._failing_since is not None:
+            log.warning("store: writing works again after %.0f s", time.monotonic() - self._failing_since)
+            self._failing_since = None
+
+    def _trouble(self, message: str) -> None:
+        self.last_error = message
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.warning("store: %s (DNS is unaffected; records are kept in memory and retried)", message)
+            # Raised to the parent with the next batch that reaches the disk.
+            self.risk.system("storage", message, "high", time.time())
+
+    def _trim_waiting(self) -> None:
+        """Give up the oldest refused batches beyond ``max_waiting`` records (memory bound)."""
+        total = sum(b.records for b in self.waiting)
+        while len(self.waiting) > 1 and total > self.max_waiting:
+            old = self.waiting.pop(0)
+            total -= old.records
+            self.unsaved += old.records
+            # Keep its risk events: they are few and matter most.
+            self.waiting[0].events[:0] = old.events
+
+    def _forget_ids(self) -> None:
+        self._labels.clear()
+        self._domains.clear()
+        self._clients.clear()
+
+    def _write(self, conn: Connection, batch: Batch) -> None:
+        label, domain, client = self._label_ids, self._domain_ids, self._client_ids
+        texts: set[str] = set()
+        names: set[str] = set()
+        cks: set[ClientKey] = set()
+        for r in batch.rows:
+            if r[1] is not None:
+                cks.add(r[1])
+            names.add(r[3])
+            texts.update(t for t in (r[2], r[5], r[7], *r[8:16]) if t)
+        for hk in batch.hourly:
+            if hk[1] is not None:
+                cks.add(hk[1])
+            texts.update(t for t in hk[2:] if t)
+        for bk in batch.blocked:
+            names.add(bk[1])
+            if bk[2] is not None:
+                cks.add(bk[2])
+            if bk[3]:
+                texts.add(bk[3])
+        first_seen = batch.rows[0][0] if batch.rows else time.time()
+        labels = label(conn, texts)
+        domains = domain(conn, names)
+        clients = client(conn, cks, first_seen)
+
+        def lid(text: str | None) -> int | None:
+            return labels[text] if text else None
+
+        if batch.rows:
+            conn.exec_driver_sql(_INSERT_QUERY, [
+                (r[0], clients[r[1]] if r[1] is not None else None, lid(r[2]), domains[r[3]], r[4], labels[r[5]],
+                 r[6], lid(r[7]), lid(r[8]), lid(r[9]), lid(r[10]), lid(r[11]), lid(r[12]), lid(r[13]), lid(r[14]),
+                 lid(r[15]), r[16])
+                for r in batch.rows])
+        if batch.hourly:
+            conn.exec_driver_sql(_UPSERT_HOURLY, [
+                (h, clients[ck] if ck is not None else 0, labels.get(p or "", 0), labels.get(c or "", 0),
+                 labels.get(s or "", 0), labels[a], n)
+                for (h, ck, p, c, s, a), n in batch.hourly.items()])
+        if batch.blocked:
+            conn.exec_driver_sql(_UPSERT_BLOCKED, [
+                (h, domains[d], clients[ck] if ck is not None else 0, labels.get(p or "", 0), n)
+                for (h, d, ck, p), n in batch.blocked.items()])
+        if batch.usage:
+            conn.exec_driver_sql(_UPSERT_USAGE, [(*k, n) for k, n in batch.usage.items()])
+        if batch.events:
+            conn.exec_driver_sql(_UPSERT_EVENT, [
+                (e.key, e.kind, e.first, e.last, e.device, e.client, e.profile, e.threat, e.category, e.service,
+                 e.severity, " ".join(e.examples), e.message, e.count)
+                for e in batch.events])
+
+    def _label_ids(self, conn: Connection, texts: Iterable[str]) -> dict[str, int]:
+        return _ids(conn, self._labels, texts, "labels", "text")
+
+    def _domain_ids(self, conn: Connection, names: Iterable[str]) -> dict[str, int]:
+        return _ids(conn, self._domains, names, "domains", "name")
+
+    def _client_ids(self, conn: Connection, keys: Iterable[ClientKey], first_seen: float) -> dict[ClientKey, int]:
+        cache = self._clients
+        missing = [k for k in keys if k not in cache]
+        if missing:
+            conn.exec_driver_sql("INSERT OR IGNORE INTO clients (ip, mac, device, first_seen) VALUES (?, ?, ?, ?)",
+                                 [(*k, first_seen) for k in missing])
+            for k in missing:
+                row = conn.exec_driver_sql("SELECT id FROM clients WHERE ip = ? AND mac = ? AND device = ?",
+                                           k).fetchone()
+                assert row is not None
+                cache[k] = int(row[0])
+        return cache
+
+
+def _ids(conn: Connection, cache: dict[str, int], texts: Iterable[str], table: str, column: str) -> dict[str, int]:
+    """Integer ids for texts, inserting new ones; ``cache`` remembers them across batches."""
+    missing = [t for t in texts if t not in cache]
+    if missing:
+        conn.exec_driver_sql(f"INSERT OR IGNORE INTO {table} ({column}) VALUES (?)", [(t,) for t in missing])
+        for start in range(0, len(missing), 500):  # SQLite caps bound parameters per statement
+            part = missing[start:start + 500]
+            rows = conn.exec_driver_sql(
+                f"SELECT {column}, id FROM {table} WHERE {column} IN ({', '.join('?' * len(part))})", tuple(part))
+            cache.update((str(t), int(i)) for t, i in rows)
+    return cache
+
+
+class Recorder:
+    """The store's front: ``record`` on the event loop, batches committed by one worker thread.
+
+    ``start()`` opens the database and runs the flush loop; ``stop()`` flushes what is left.
+    ``record`` must be called from the event loop's thread; ``system_event`` and
+    ``new_device`` may be called from any thread.
+    """
+
+    def __init__(self, path: Path, store: StoreSettings | None = None, privacy: PrivacySettings | None = None,
+                 zone: ZoneInfo | None = None, session_gap: int = 5, risk_window: float = 3600.0) -> None:
+        store = store or StoreSettings()
+        self.path = path
+        self.flush_seconds = store.flush_seconds
+        self.queue_size = store.queue_size
+        self.dropped = 0  # records refused because the queue was full
+        self._pending: list[QueryRecord] = []
+        self._side: list[tuple[Any, ...]] = []
+        self._side_lock = threading.Lock()
+        self.writer = StoreWriter(path, privacy or PrivacySettings(), zone or ZoneInfo("UTC"), store.queue_size,
+                                  session_gap, risk_window)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="guardian-store")
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, session_gap: int = 5) -> Recorder:
+        return cls(settings.data_dir / DB_NAME, settings.store, settings.privacy, settings.zone, session_gap)
+
+    # -- the DNS side: never blocks --------------------------------------------------
+
+    def record(self, rec: QueryRecord) -> None:
+        """Queue one query for the log: O(1), no I/O; dropped (and counted) when full."""
+        pending = self._pending
+        if len(pending) >= self.queue_size:
+            self.dropped += 1
+            return
+        pending.append(rec)
+
+    def system_event(self, kind: str, message: str, severity: str = "high", at: float | None = None) -> None:
+        """A system problem for the parent: ``kind`` like upstream, lists, storage."""
+        with self._side_lock:
+            if len(self._side) < 1000:
+                self._side.append(("system", kind, message, severity, at or time.time()))
+
+    def new_device(self, mac: str | None, ip: str | None, name: str | None = None, profile: str | None = None,
+                   detail: str = "", at: float | None = None) -> None:
+        """A device joined the network (``detail``: vendor, hostname, ... as text)."""
+        with self._side_lock:
+            if len(self._side) < 1000:
+                self._side.append(("new-device", at or time.time(), mac, ip, name, profile, detail))
+
+    # -- the writer task -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the database (off the loop) and start flushing every ``flush_seconds``."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.open)
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="guardian-store-writer")
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - the writer must outlive any bug in one batch
+                log.exception("store: a batch failed")
+
+    async def flush(self) -> None:
+        """Hand what was recorded so far to the worker and wait for its commit (or failure)."""
+        records, self._pending = self._pending, []
+        with self._side_lock:
+            side, self._side = self._side, []
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.process, records, side)
+
+    async def stop(self) -> None:
+        """Stop the flush loop, write what is left, close the database."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.close)
+        self._executor.shutdown(wait=True)
+
+    def health(self) -> dict[str, Any]:
+        """Counters for health/metrics (records unless named otherwise)."""
+        w = self.writer
+        return {
+            "queued": len(self._pending),
+            "dropped": self.dropped,
+            "written": w.written,
+            "commits": w.commits,
+            "waiting": sum(b.records for b in w.waiting),
+            "write_errors": w.write_errors,
+            "unsaved": w.unsaved,
+            "last_error": w.last_error,
+            "writer_cpu_seconds": round(w.cpu_seconds, 3),
+        }
