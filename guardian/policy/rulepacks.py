@@ -281,6 +281,17 @@ def _located(parser: Parser) -> Parser:
     return parse
 
 
+def _nonempty(parser: Parser) -> Parser:
+    """``parser`` for a list that must have at least one item (bad items are reported alone)."""
+
+    def parse(node: yaml.Node, path: str, ctx: _Context) -> Any:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise _Bad("give at least one", node)
+        return parser(node, path, ctx)
+
+    return parse
+
+
 def _identifier(text: str) -> str:
     if not _ID.match(text):
         raise ValueError(f"{text!r} is not an id (lowercase letters, digits and '-')")
@@ -320,7 +331,7 @@ _CATEGORY = mapping(
         "threats": listof(_located(choice(*THREATS))),
         "severity": choice(*SEVERITIES),
         "profiles": _IDS,
-        "lists": listof(_located(converted(_bundled_path))),
+        "lists": _nonempty(listof(_located(converted(_bundled_path)))),
         "allow_lists": listof(_located(converted(_bundled_path))),
         "subscriptions": listof(
             mapping(
@@ -484,8 +495,6 @@ def _category(path: Path, rules_dir: Path, problems: _Problems) -> tuple[Categor
                 problems.add(path, item.line, f"{key}: {item.value} does not exist in {rules_dir}")
             found.append(full)
         files[key] = tuple(found)
-    if "lists" in values and not files["lists"]:
-        problems.add(path, 1, "lists: a category needs at least one bundled list")
     profiles = values.get("profiles", ())
     category = Category(
         id=path.stem,
@@ -519,7 +528,7 @@ def _services(path: Path, categories: set[str], problems: _Problems) -> dict[str
             problems.add(path, entry.line, f"service {sid!r} is given twice")
             continue
         if sid in categories:
-            problems.add(path, entry.line, f"service {sid!r} has a category's id; block lists could not tell them apart")
+            problems.add(path, entry.line, f"service {sid!r} has a category's id; schedules could not tell them apart")
         if raw["category"].value not in categories:
             problems.add(path, raw["category"].line, f"unknown category {raw['category'].value!r}")
         if not raw["domains"]:
@@ -542,7 +551,8 @@ def _safesearch(path: Path, problems: _Problems) -> tuple[SafeSearchEngine, ...]
         if not {"id", "name", "domains"} <= raw.keys():
             continue
         if ("target" in raw) == ("targets" in raw):
-            problems.add(path, entry.line, f"engine {raw['id']!r}: give exactly one of target: or targets:")
+            message = f"engine {raw['id']!r}: give exactly one of target: or targets:"
+            problems.add(path, entry.line, message)
             continue
         if raw["id"] in {e.id for e in engines}:
             problems.add(path, entry.line, f"engine {raw['id']!r} is given twice")
@@ -552,12 +562,14 @@ def _safesearch(path: Path, problems: _Problems) -> tuple[SafeSearchEngine, ...]
             continue  # the schema reported the missing level
         for domain in raw["domains"]:
             if domain.value in owner:
-                problems.add(path, domain.line, f"{domain.value} is already rewritten by engine {owner[domain.value]!r}")
+                message = f"{domain.value} is already rewritten by engine {owner[domain.value]!r}"
+                problems.add(path, domain.line, message)
             elif domain.value in targets.values():
                 problems.add(path, domain.line, f"{domain.value} is its own target; the rewrite would loop")
             owner[domain.value] = raw["id"]
         domains = _unique(raw["domains"], path, "domain", problems)
-        engines.append(SafeSearchEngine(raw["id"], raw["name"], domains, targets["strict"], targets["moderate"]))
+        engine = SafeSearchEngine(raw["id"], raw["name"], domains, targets["strict"], targets["moderate"])
+        engines.append(engine)
     return tuple(engines)
 
 
@@ -599,7 +611,8 @@ def _templates(
                 for item in block:
                     known(item, targets, "category or service")
                 block = tuple(item.value for item in block)
-            schedules.append(Schedule(s["name"], tuple(s["days"]), s["from"], s["to"], block, tuple(s.get("allow", ()))))
+            allow = tuple(s.get("allow", ()))
+            schedules.append(Schedule(s["name"], tuple(s["days"]), s["from"], s["to"], block, allow))
         budgets = []
         for b in raw.get("budgets", ()):
             if {"target", "minutes"} <= b.keys():
@@ -655,7 +668,8 @@ def load_rules(rules_dir: Path | None = None) -> Rules:
     for cid, category in categories.items():
         for tid, line in profile_lines[cid].items():
             if tid not in templates:
-                problems.add(category.source, line, f"unknown profile template {tid!r} (profiles.yaml has: {', '.join(templates)})")
+                have = ", ".join(templates) or "none"
+                problems.add(category.source, line, f"unknown profile template {tid!r} (profiles.yaml has: {have})")
             elif cid not in templates[tid].categories:
                 problems.add(category.source, line, f"template {tid!r} in profiles.yaml does not block {cid!r}")
     for (tid, cid), line in template_lines.items():
