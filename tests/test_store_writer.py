@@ -32,7 +32,7 @@ def test_5000_records_take_a_handful_of_commits(tmp_path: Path) -> None:
     commits, r = asyncio.run(main())
     path = tmp_path / "guardian.db"
     assert sql(path, "SELECT count(*) FROM queries") == [(5000,)]
-    assert 1 <= commits <= 10, commits  # one transaction per flush, never one per query
+    assert 1 <= commits <= 25, commits  # one transaction per flush (~7 here), never one per query
     assert r.writer.commits == commits
     assert sql(path, "SELECT sum(count) FROM hourly") == [(5000,)]
     assert sql(path, "SELECT count(*) FROM domains") == [(300,)]

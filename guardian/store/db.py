@@ -78,7 +78,14 @@ _V2: list[str] = [
         target TEXT NOT NULL, minutes INTEGER NOT NULL, PRIMARY KEY (day, profile, target, hour)) WITHOUT ROWID""",
 ]
 
-MIGRATIONS: list[tuple[int, Step]] = [(1, _V1), (2, _V2)]
+# v3: a generation number retention bumps when it deletes unused domains, so the writer
+# knows to forget the ids it cached.
+_V3: list[str] = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO meta (key, value) VALUES ('ids_generation', 0)",
+]
+
+MIGRATIONS: list[tuple[int, Step]] = [(1, _V1), (2, _V2), (3, _V3)]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 
 

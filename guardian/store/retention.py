@@ -14,7 +14,8 @@ first, then the oldest hourly counts; free pages are then handed back so the fil
 shrinks (the WAL, at most 32 MB after a checkpoint, comes on top).
 Privacy: in ``anonymous`` mode per-device detail written under a laxer mode is erased
 (rows keep their counts, without the device); in ``risks-only`` the non-risk rows of the
-raw log are deleted. Domains, labels and clients are kept (the writer caches their ids).
+raw log are deleted. Domain names no row uses any more are deleted too; the writer, which
+caches ids, sees ``meta.ids_generation`` change and forgets them. Labels are kept.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class RetentionReport:
     events: int = 0
     usage: int = 0
     hourly: int = 0
+    domains: int = 0  # domain names no row uses any more
     capped: int = 0  # rows deleted to honour max_mb
     scrubbed: int = 0  # rows changed or deleted to honour the privacy mode
     size_before: int = 0
@@ -92,6 +94,8 @@ class Retention:
             day = datetime.fromtimestamp(cutoff, self.zone).date().isoformat()
             report.usage = self._by_prefix("usage_hourly", "day", day)
         report.scrubbed = self.apply_privacy()
+        if report.queries or report.hourly or report.scrubbed:
+            report.domains = self.prune_domains()
         report.capped = self.enforce_cap()
         report.size_after = self.used_bytes()
         if report.queries or report.events or report.hourly or report.capped or report.scrubbed:
@@ -111,40 +115,74 @@ class Retention:
     def enforce_cap(self) -> int:
         """Delete the oldest rows until the live data fits ``max_bytes``; shrink the file."""
         deleted = 0
-        while True:
-            with self.engine.begin() as conn:
-                used = _used(conn)
-                if used <= self.max_bytes:
-                    break
+        for _ in range(50):
+            used = self.used_bytes()
+            if used <= self.max_bytes:
+                break
+            with self.engine.connect() as conn:
                 rows = int(conn.exec_driver_sql("SELECT count(*) FROM queries").scalar_one())
-                if rows:
-                    # Delete roughly the excess share of the log, a chunk at a time.
-                    want = max(1, min(self.chunk, int(rows * (used - self.max_bytes) / used) + 1))
-                    n = conn.exec_driver_sql("DELETE FROM queries WHERE id IN (SELECT id FROM queries"
-                                             " ORDER BY time LIMIT ?)", (want,)).rowcount
-                else:
-                    oldest = conn.exec_driver_sql("SELECT min(hour) FROM hourly").scalar()
-                    if oldest is None:
+            if rows:
+                # The excess share of the log (the domains it alone used go with it), in chunks.
+                want = int(rows * (used - self.max_bytes) / used) + 1
+                while want > 0:
+                    with self.engine.begin() as conn:
+                        n = conn.exec_driver_sql("DELETE FROM queries WHERE id IN (SELECT id FROM queries"
+                                                 " ORDER BY time LIMIT ?)", (min(self.chunk, want),)).rowcount
+                    deleted += n
+                    want -= n
+                    if not n:
                         break
-                    n = conn.exec_driver_sql("DELETE FROM hourly WHERE hour = ?", (oldest,)).rowcount
-                    n += conn.exec_driver_sql("DELETE FROM blocked_hourly WHERE hour <= ?", (oldest,)).rowcount
-                deleted += n
-                if not n:
+                deleted += self.prune_domains()
+                continue
+            deleted += self.prune_domains()
+            with self.engine.begin() as conn:
+                oldest = conn.exec_driver_sql("SELECT min(hour) FROM hourly").scalar()
+                if oldest is None:
                     break
+                deleted += conn.exec_driver_sql("DELETE FROM hourly WHERE hour = ?", (oldest,)).rowcount
+                deleted += conn.exec_driver_sql("DELETE FROM blocked_hourly WHERE hour <= ?", (oldest,)).rowcount
         self._shrink()
         return deleted
+
+    def prune_domains(self) -> int:
+        """Delete domains no log row or blocked count uses any more; tells the writer (meta)."""
+        with self.engine.connect() as conn:
+            # One read pass (no write lock held); rows written meanwhile are re-checked below.
+            top = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM queries").scalar_one()
+            used = {r[0] for r in conn.exec_driver_sql(
+                "SELECT DISTINCT domain_id FROM queries UNION SELECT domain_id FROM blocked_hourly")}
+            unused = [r[0] for r in conn.exec_driver_sql("SELECT id FROM domains") if r[0] not in used]
+            conn.rollback()
+        total = 0
+        for start in range(0, len(unused), 500):
+            part = unused[start:start + 500]
+            marks = ", ".join("?" * len(part))
+            with self.engine.begin() as conn:
+                n = conn.exec_driver_sql(
+                    f"DELETE FROM domains WHERE id IN ({marks})"
+                    f" AND id NOT IN (SELECT domain_id FROM queries WHERE id > ? AND domain_id IN ({marks}))"
+                    f" AND id NOT IN (SELECT domain_id FROM blocked_hourly WHERE domain_id IN ({marks}))",
+                    (*part, top, *part, *part)).rowcount
+                if n:
+                    conn.exec_driver_sql("UPDATE meta SET value = value + 1 WHERE key = 'ids_generation'")
+            total += n
+        return total
 
     def _shrink(self) -> None:
         """Hand free pages back to the file system while the file is above the cap."""
         for _ in range(1000):
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn:
                 free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
                 page_size = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
                 total = int(conn.exec_driver_sql("PRAGMA page_count").scalar_one()) * page_size
+                conn.rollback()
                 if not free or total <= self.max_bytes:
                     return
-                # fetchall: the pragma frees one page per step until read to the end.
-                conn.exec_driver_sql("PRAGMA incremental_vacuum(2000)").fetchall()
+                # executescript runs the pragma to its end in its own transaction; execute()
+                # would step it once, freeing a single page.
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                raw.executescript("PRAGMA incremental_vacuum(2000)")
 
     def apply_privacy(self) -> int:
         """Erase detail the current privacy mode would not have stored."""

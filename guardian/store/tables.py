@@ -22,6 +22,14 @@ from sqlalchemy import Column, Float, Index, Integer, MetaData, PrimaryKeyConstr
 
 metadata = MetaData()
 
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", Text, primary_key=True),  # ids_generation: bumped when ids are deleted
+    Column("value", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 labels = Table(
     "labels",
     metadata,

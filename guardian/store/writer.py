@@ -104,6 +104,7 @@ class StoreWriter:
         self._failing_since: float | None = None
         self._next_open = 0.0
         self._today = local_day(time.time(), zone)
+        self._generation: Any = None
         self._labels: dict[str, int] = {}
         self._domains: dict[str, int] = {}
         self._clients: dict[ClientKey, int] = {}
@@ -223,6 +224,11 @@ class StoreWriter:
         assert self.db is not None
         try:
             with self.db.engine.begin() as conn:
+                # The write lock is held from BEGIN IMMEDIATE: no prune can slip in after this check.
+                generation = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'ids_generation'").scalar()
+                if generation != self._generation:
+                    self._forget_ids()
+                    self._generation = generation
                 for batch in self.waiting:
                     self._write(conn, batch)
         except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
@@ -371,6 +377,7 @@ class Recorder:
                                   session_gap, risk_window)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="guardian-store")
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings, session_gap: int = 5) -> Recorder:
@@ -408,8 +415,10 @@ class Recorder:
             self._task = asyncio.create_task(self.run(), name="guardian-store-writer")
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
+        """Flush every ``flush_seconds`` until ``stop()``."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.flush_seconds)
             try:
                 await self.flush()
             except Exception:  # noqa: BLE001 - the writer must outlive any bug in one batch
@@ -420,14 +429,15 @@ class Recorder:
         records, self._pending = self._pending, []
         with self._side_lock:
             side, self._side = self._side, []
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.process, records, side)
+        job = asyncio.get_running_loop().run_in_executor(self._executor, self.writer.process, records, side)
+        # Shielded: cancelling the caller must not cancel a queued job, which would lose the batch.
+        await asyncio.shield(job)
 
     async def stop(self) -> None:
         """Stop the flush loop, write what is left, close the database."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            await self._task  # its last flush included
             self._task = None
         await self.flush()
         await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.close)
