@@ -295,3 +295,18 @@ def test_compile_and_reload_swaps_in_the_new_lists(tmp_path: Path) -> None:
         holder.compile_and_reload([source(1, f"v{i}.example")], tmp_path)
         assert holder.lookup(f"v{i}.example") and not holder.lookup(f"v{i - 1}.example")
     assert len(list(tmp_path.glob("snap-*"))) == 2
+
+
+def test_hit_cache_overflow_keeps_answers_right(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import guardian.policy.matcher as matcher_module
+
+    monkeypatch.setattr(matcher_module, "HIT_CACHE_SIZE", 3)
+    m = Matcher.load(
+        compile_snapshot([source(1, "".join(f"*.w{i}.example\nd{i}.example\n" for i in range(10)))], tmp_path)
+    )
+    for _ in range(2):
+        for i in range(10):
+            assert winner(m, f"w{i}.example", {1}) is None
+            assert winner(m, f"x.w{i}.example", {1}) == (1, f"*.w{i}.example", False)
+            assert winner(m, f"d{i}.example", {1}) == (1, f"d{i}.example", False)
+    assert len(m._cache) <= 3

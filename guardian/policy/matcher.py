@@ -4,12 +4,14 @@ Compiling (``compile_snapshot``) turns the lists into a snapshot directory under
 root; loading (``Matcher.load``) maps it without re-parsing, so a restart answers DNS
 from disk in milliseconds. A snapshot holds:
 
-- ``domains.marisa``: a marisa-trie of the rule names with labels reversed and a dot
-  appended (``www.example.com`` -> ``com.example.www.``). The suffixes of a query name
+- ``domains.marisa``: a marisa-trie of the rule names written backwards with a dot
+  appended (``www.example.com`` -> ``moc.elpmaxe.www.``). The suffixes of a query name
   are then exactly the trie keys that are prefixes of the query's key, found in one call;
-  the final dot keeps ``com.exam.`` from matching ``com.example.``.
+  the final dot keeps ``moc.elpmaxe.`` from matching ``moc.elpmaxeym.``. Reversing
+  characters rather than labels is one slice instead of split, reverse and join.
 - ``domains.ids``: for each trie key id, the index of its *combo*: the set of
-  (list, allow, wildcard) codes of the lists holding that name (native uint16/uint32).
+  (list, allow, wildcard) codes of the lists holding that name (native uint8/16/32,
+  the narrowest that fits).
 - ``hashes.bin``: sorted (SHA-256 digest, combo index) records of hashed lists.
 - ``meta.json``: the lists (name, category, kind, counts), the combos and the regexes.
 
@@ -31,7 +33,7 @@ import sys
 import threading
 import time
 from array import array
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +50,7 @@ IDS_FILE = "domains.ids"
 HASH_FILE = "hashes.bin"
 META_FILE = "meta.json"
 _HASH_RECORD = struct.Struct("<32sI")  # digest, combo index
+HIT_CACHE_SIZE = 4096  # matched rule names kept with their Hit tuples, per matcher
 
 Kind = Literal["deny", "allow"]
 
@@ -73,6 +76,24 @@ class Hit:
 
 
 NO_HITS: tuple[Hit, ...] = ()
+
+# Hit(...) on a frozen dataclass sets each field through object.__setattr__; building
+# one from its slot descriptors is about twice as fast, and a miss-heavy path that
+# turns into a hit should stay cheap. Same object, same equality.
+_new_object = object.__new__
+_SET_HIT_FIELDS: tuple[Callable[[Hit, Any], None], ...] = tuple(
+    getattr(Hit, f).__set__ for f in ("list_id", "domain", "depth", "allow")
+)
+
+
+def _hit(list_id: int, domain: str, depth: int, allow: bool) -> Hit:
+    hit: Hit = _new_object(Hit)
+    set_list_id, set_domain, set_depth, set_allow = _SET_HIT_FIELDS
+    set_list_id(hit, list_id)
+    set_domain(hit, domain)
+    set_depth(hit, depth)
+    set_allow(hit, allow)
+    return hit
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +137,8 @@ def _decode(code: int) -> tuple[int, bool, bool]:
 
 
 def _reverse(name: str) -> str:
-    labels = name.split(".")
-    labels.reverse()
-    return ".".join(labels) + "."
+    """The trie key of a name: ``www.example.com`` -> ``moc.elpmaxe.www.``."""
+    return name[::-1] + "."
 
 
 # --- compiling -----------------------------------------------------------------------
@@ -186,9 +206,12 @@ class _Compiler:
         return added
 
     def write(self, directory: Path, lists: list[ListInfo]) -> None:
-        width = "H" if len(self.combos) <= 0xFFFF else "I"
+        width = "B" if len(self.combos) <= 0xFF else "H" if len(self.combos) <= 0xFFFF else "I"
         if self.keys:
-            trie = marisa_trie.Trie(iter(self.keys))
+            # One trie level instead of marisa's default three: about 35% larger (12 MB
+            # for a million names) but a suffix walk touches fewer cold cache lines,
+            # which measured about 1.7x faster lookups on 1M names.
+            trie = marisa_trie.Trie(iter(self.keys), num_tries=1)
             ids = array(width, bytes(array(width).itemsize * len(trie)))
             keys = self.keys
             for key, key_id in trie.iteritems():
@@ -321,6 +344,10 @@ def snapshot_dir(path: Path | str) -> Path:
 # --- matching ------------------------------------------------------------------------
 
 
+def _no_prefixes(key: str) -> tuple[tuple[str, int], ...]:
+    return ()
+
+
 class Matcher:
     """Read-only answers from one snapshot; safe to share between threads."""
 
@@ -329,8 +356,7 @@ class Matcher:
         "lists",
         "key_count",
         "_trie",
-        "_prefixes",
-        "_key_id",
+        "_walk",
         "_ids",
         "_map",
         "_combos",
@@ -339,6 +365,7 @@ class Matcher:
         "_regexes",
         "_regex_always",
         "_plain_only",
+        "_cache",
     )
 
     def __init__(
@@ -357,8 +384,11 @@ class Matcher:
         self.lists: dict[int, ListInfo] = lists or {}
         self.key_count = len(trie) if trie is not None else 0
         self._trie = trie
-        self._prefixes = trie.prefixes if trie is not None else None
-        self._key_id = trie.key_id if trie is not None else None
+        # (key, id) pairs of the trie keys that prefix a key; with a one-level trie this
+        # costs no more than prefixes() and saves a second walk for key_id() on hits.
+        self._walk: Callable[[str], Iterable[tuple[str, int]]] = (
+            trie.iter_prefixes_with_ids if trie is not None else _no_prefixes
+        )
         self._ids = ids
         self._map = id_map  # kept so the mapping lives as long as the view on it
         self._combos: list[tuple[tuple[int, bool, bool], ...]] = [
@@ -375,6 +405,7 @@ class Matcher:
             re.compile("|".join(f"(?:{pattern})" for _, pattern, _ in self._regexes)) if self._regexes else None
         )
         self._plain_only = not (self._hashes or compiled)
+        self._cache: dict[int, tuple[tuple[Hit, ...], tuple[Hit, ...]]] = {}  # key id -> hits
 
     @classmethod
     def empty(cls) -> Matcher:
@@ -436,30 +467,34 @@ class Matcher:
 
     def lookup(self, name: str) -> tuple[Hit, ...]:
         """Every rule matching ``name`` (lower case, no trailing dot), or ``NO_HITS``."""
-        labels = name.split(".")
-        labels.reverse()
-        found = self._prefixes(".".join(labels) + ".") if self._prefixes is not None else None
-        if not found and self._plain_only:
-            return NO_HITS  # the common case: one split, one join, one trie walk
-        hits: list[Hit] = []
-        count = len(labels)
-        if found:
-            assert self._key_id is not None
-            for key in found:
-                depth = key.count(".")
-                domain = name if depth == count else name.split(".", count - depth)[-1]
-                for list_id, allow, wildcard in self._combos[self._ids[self._key_id(key)]]:
-                    if not wildcard:
-                        hits.append(Hit(list_id, domain, depth, allow))
-                    elif depth < count:  # *.example.com: subdomains only
-                        hits.append(Hit(list_id, "*." + domain, depth + 1, allow))
+        found = list(self._walk(name[::-1] + "."))  # [(trie key, key id)], shallowest first
+        if not found:
+            if self._plain_only:
+                return NO_HITS  # the common case: one slice, one trie walk
+            hits: list[Hit] = []
+        elif len(found) == 1 and self._plain_only:
+            # The common hit: one rule, its hits shared from the cache, no copy.
+            key, key_id = found[0]
+            cached = self._cache.get(key_id)
+            if cached is None:
+                cached = self._key_hits(key, key_id)
+            return cached[1] if len(key) == len(name) + 1 else cached[0]
+        else:
+            hits = []
+            for key, key_id in found:
+                cached = self._cache.get(key_id)
+                if cached is None:
+                    cached = self._key_hits(key, key_id)
+                # The key ends in a dot the name lacks: same length means the rule's own name.
+                hits.extend(cached[1] if len(key) == len(name) + 1 else cached[0])
+        count = name.count(".") + 1
         if self._hashes:
             suffix = name
             for depth in range(count, 0, -1):
                 combo = self._hashes.get(hashlib.sha256(suffix.encode()).digest())
                 if combo is not None:
                     for list_id, allow, _ in self._combos[combo]:
-                        hits.append(Hit(list_id, suffix, depth, allow))
+                        hits.append(_hit(list_id, suffix, depth, allow))
                 suffix = suffix.partition(".")[2]
         if self._regex_any is not None and self._regex_any.search(name):
             self._match_regexes(self._regexes, name, count, hits)
@@ -467,21 +502,39 @@ class Matcher:
             self._match_regexes(self._regex_always, name, count, hits)
         return tuple(hits) if hits else NO_HITS
 
+    def _key_hits(self, key: str, key_id: int) -> tuple[tuple[Hit, ...], tuple[Hit, ...]]:
+        """The hits of one trie key: (for names below the rule's, for the rule's own name)."""
+        depth = key.count(".")
+        domain = key[-2::-1]  # drop the dot, turn the rest back round
+        below: list[Hit] = []
+        exact: list[Hit] = []
+        for list_id, allow, wildcard in self._combos[self._ids[key_id]]:
+            if wildcard:  # *.example.com: subdomains only
+                below.append(_hit(list_id, "*." + domain, depth + 1, allow))
+            else:
+                hit = _hit(list_id, domain, depth, allow)
+                below.append(hit)
+                exact.append(hit)
+        below_hits = tuple(below)
+        pair = (below_hits, below_hits if len(exact) == len(below) else tuple(exact))
+        if len(self._cache) >= HIT_CACHE_SIZE:
+            self._cache.clear()  # crude but lock-free; real traffic repeats a few names
+        self._cache[key_id] = pair
+        return pair
+
     @staticmethod
     def _match_regexes(regexes: list[tuple[int, str, re.Pattern[str]]], name: str, count: int, hits: list[Hit]) -> None:
         for code, pattern, compiled in regexes:
             if compiled.search(name):
                 list_id, allow, _ = _decode(code)
-                hits.append(Hit(list_id, f"/{pattern}/", count, allow))
+                hits.append(_hit(list_id, f"/{pattern}/", count, allow))
 
     def domains(self) -> Iterator[str]:
         """Every plain and wildcard rule name in the snapshot (for export and tests)."""
         if self._trie is None:
             return
         for key in self._trie.iterkeys():
-            labels = key[:-1].split(".")
-            labels.reverse()
-            yield ".".join(labels)
+            yield key[-2::-1]
 
 
 def decide_hits(hits: Iterable[Hit], enabled: Container[int]) -> Hit | None:
