@@ -1,0 +1,397 @@
+"""The decision: allow, block or rewrite one query, and why. Pure: no I/O, no clock.
+
+``decide(name, qtype, device, profile, now, snap)`` reads only its arguments and the
+immutable snapshot. Checks run in this order, the first that applies wins:
+
+1. **pause** (device, then profile): a parent's "stop now" beats every list, even the
+   profile's allow list and a one-domain allow.
+2. **override-block / override-allow** for the domain: the parent's newest, explicit
+   and temporary word about this very domain beats standing rules (an hour on one
+   site lifts a category, a schedule and a budget for that site).
+3. **allow** (the profile's allow list): the parent's standing exceptions beat the
+   profile's deny list, bypass lists, schedules, budgets and categories.
+4. **bypass** (canary names, then the bypass category): before the deny list and
+   schedules only so the attempt is recorded as a bypass, which a parent must see.
+5. **deny** (the profile's deny list).
+6. **schedule**: windows on now, unless bonus time is on. A ``block: all`` window
+   spares its own allow list (and 3. already spared the profile's); a window of
+   categories/services blocks names in them.
+7. **budget**: a used-up daily allowance for a category/service, unless bonus.
+8. **category / service**: the profile's categories and services via the matcher
+   (allow rules beat deny rules at the same or a deeper level).
+9. **safe-search**: CNAME rewrite of search engines and YouTube.
+10. allow.
+
+Steps 1-5 name things the parent set, 6-7 time-bound limits, 8-9 standing filtering;
+each earlier step is either stronger or more specific than the ones after it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .household import Device, Profile
+from .lists import normalise_name
+from .matcher import Hit, decide_hits
+from .snapshot import ALLOW, DENY, NO_META, SCHEDULE_ALLOW_SHIFT, CompiledProfile, Snapshot
+
+ALLOW_ACTION = "allow"
+BLOCK = "block"
+REWRITE = "rewrite"
+
+REASONS = (
+    "",
+    "allow",
+    "deny",
+    "category",
+    "service",
+    "schedule",
+    "budget",
+    "override-allow",
+    "override-block",
+    "pause",
+    "bypass",
+    "safe-search",
+)
+
+# Names a device asks to learn whether it may bypass the network's DNS; answered at
+# once when bypass protection is on. NXDOMAIN tells Firefox to keep the network's DNS
+# (its canary) and iCloud Private Relay to stay off; NODATA for the DDR name stops
+# Windows/Android from discovering an encrypted resolver to upgrade to (RFC 9462).
+CANARIES: dict[str, str] = {
+    "use-application-dns.net": "nxdomain",
+    "mask.icloud.com": "nxdomain",
+    "mask-h2.icloud.com": "nxdomain",
+    "mask-api.icloud.com": "nxdomain",
+    "_dns.resolver.arpa": "nodata",
+}
+
+BUDGET_TTL = 60  # seconds: a name counted against a budget is re-asked each minute
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one query and why.
+
+    ``action``: allow | block | rewrite. ``reason``: one of ``REASONS``. For a block,
+    ``block_mode`` says how to answer (nxdomain | null | blockpage | nodata); for a
+    rewrite ``target`` is the CNAME target. ``ttl_cap`` (seconds) bounds the answer's
+    TTL so a device's cache cannot outlive the next schedule/override boundary; None
+    means no bound. ``budget_targets`` are the budget targets (category/service ids)
+    this name counts toward: the caller feeds them to the usage meter when allowed.
+    """
+
+    action: str
+    reason: str = ""
+    profile: str = ""
+    device: str = ""
+    category: str = ""
+    service: str = ""
+    list_name: str = ""
+    rule: str = ""
+    schedule: str = ""
+    threat: str = ""
+    severity: str = ""
+    target: str = ""
+    block_mode: str = ""
+    ttl_cap: int | None = None
+    budget_targets: tuple[str, ...] = ()
+    budget: str = ""
+
+    @property
+    def blocked(self) -> bool:
+        return self.action == BLOCK
+
+
+def normalise(name: str) -> str:
+    """Lower case, no trailing dot, punycode; the common ASCII lower-case name is
+    returned as is. Names that are not valid DNS text are only lower-cased."""
+    if name.isascii():
+        if name.endswith("."):
+            name = name[:-1]
+        return name if name.islower() else name.lower()
+    try:
+        return normalise_name(name)
+    except ValueError:
+        return name.lower().rstrip(".")
+
+
+def _cap(seconds: float) -> int | None:
+    """A TTL cap for a boundary ``seconds`` away: never past it, and in whole minutes
+    beyond two minutes so equal decisions within a minute share one cached value."""
+    if seconds == math.inf:
+        return None
+    whole = int(seconds)
+    if whole >= 120:
+        whole -= whole % 60
+    return max(1, whole)
+
+
+def _suffix_flags(name: str, table: dict[str, int]) -> tuple[str, str, int]:
+    """(deepest allow domain, deepest deny domain, OR of schedule-allow bits) of ``name``."""
+    allow = deny = ""
+    sched = 0
+    suffix = name
+    while True:
+        flags = table.get(suffix)
+        if flags is not None:
+            if flags & ALLOW and not allow:
+                allow = suffix
+            if flags & DENY and not deny:
+                deny = suffix
+            sched |= flags >> SCHEDULE_ALLOW_SHIFT
+        dot = suffix.find(".")
+        if dot < 0:
+            return allow, deny, sched
+        suffix = suffix[dot + 1 :]
+
+
+def _deny_hit(hits: tuple[Hit, ...], ids: frozenset[int], snap: Snapshot) -> Hit | None:
+    """The deny hit deciding among lists ``ids`` (None: none, or an allow wins).
+
+    When a category list and a service's list name the same rule, the service is
+    the more telling reason ("roblox" rather than "games"): it wins the tie.
+    """
+    win = decide_hits(hits, ids)
+    if win is None or win.allow:
+        return None
+    if len(hits) > 1 and not snap.lists.get(win.list_id, NO_META).service:
+        for hit in hits:
+            if (
+                hit.depth == win.depth
+                and not hit.allow
+                and hit.list_id in ids
+                and snap.lists.get(hit.list_id, NO_META).service
+            ):
+                return hit
+    return win
+
+
+def _domain_override(name: str, table: dict[str, tuple[bool, float]], now: float) -> tuple[str, bool, float] | None:
+    """The deepest override in force covering ``name``: (domain, allow, until)."""
+    suffix = name
+    while True:
+        found = table.get(suffix)
+        if found is not None and found[1] > now:
+            return suffix, found[0], found[1]
+        dot = suffix.find(".")
+        if dot < 0:
+            return None
+        suffix = suffix[dot + 1 :]
+
+
+def decide(
+    name: str,
+    qtype: int,
+    device: Device | None,
+    profile: Profile,
+    now: float,
+    snap: Snapshot,
+) -> Decision:
+    """Decide one query. ``name`` in any case, with or without a trailing dot, IDN or
+    punycode; ``qtype`` the numeric type; ``now`` epoch seconds."""
+    return _decide(normalise(name), qtype, device, profile, now, snap, False)
+
+
+def check_cname_chain(
+    names: list[str] | tuple[str, ...],
+    device: Device | None,
+    profile: Profile,
+    now: float,
+    snap: Snapshot,
+) -> Decision | None:
+    """A block decision when any name of an answer's CNAME chain is blocked, else None.
+
+    ``names`` are the CNAME targets (the query name itself was decided already).
+    Pause and ``block: all`` schedules are not applied: they already decided on the
+    query name, and a name a bedtime window allows must keep working through its CDN.
+    """
+    for raw in names:
+        found = _decide(normalise(raw), 1, device, profile, now, snap, True)
+        if found.action == BLOCK:
+            return found
+    return None
+
+
+_CACHE_MAX = 4096  # decisions kept per profile; cleared whole when full
+
+
+def _new(cp: CompiledProfile, fields: tuple[Any, ...]) -> Decision:
+    """``Decision(*fields)``, shared with earlier equal decisions of the profile.
+
+    A frozen 16-field dataclass costs ~16 object.__setattr__ calls to build; most
+    queries end in a decision seen before (same device, verdict and TTL bucket), so a
+    dict hit on the field tuple is several times cheaper. Decisions are immutable,
+    so sharing them is safe.
+    """
+    cache = cp.cache
+    found = cache.get(fields)
+    if found is None:
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        found = cache[fields] = Decision(*fields)
+    return found
+
+
+def _block(
+    cp: CompiledProfile,
+    reason: str,
+    dev: str,
+    *,
+    rule: str = "",
+    schedule: str = "",
+    mode: str = "",
+    ttl: int | None = None,
+    hit: Hit | None = None,
+    snap: Snapshot | None = None,
+    budget: str = "",
+    targets: tuple[str, ...] = (),
+) -> Decision:
+    profile = cp.profile
+    meta = snap.lists.get(hit.list_id) if hit is not None and snap is not None else None
+    if hit is not None:
+        rule = hit.domain
+    if meta is None:
+        meta = NO_META
+    return _new(
+        cp,
+        (
+            BLOCK,
+            reason,
+            profile.name,
+            dev,
+            meta.category,
+            meta.service,
+            meta.list_name,
+            rule,
+            schedule,
+            meta.threat,
+            meta.severity,
+            "",
+            mode or profile.block_mode,
+            ttl,
+            targets,
+            budget,
+        ),
+    )
+
+
+def _decide(
+    name: str,
+    qtype: int,
+    device: Device | None,
+    profile: Profile,
+    now: float,
+    snap: Snapshot,
+    chain: bool,
+) -> Decision:
+    dev = device.name if device is not None else ""
+    pname = profile.name
+    cp: CompiledProfile = snap.compiled(profile)
+
+    # 1. pause
+    if not chain and (snap.paused_devices or snap.paused_profiles):
+        until = snap.paused_devices.get(dev, 0.0) if device is not None else 0.0
+        if until <= now:
+            until = snap.paused_profiles.get(pname, 0.0)
+        if until > now:
+            return _block(cp, "pause", dev, ttl=_cap(until - now))
+
+    # 2. one-domain overrides
+    if snap.domain_overrides:
+        table = snap.domain_overrides.get(pname)
+        if table:
+            found = _domain_override(name, table, now)
+            if found is not None:
+                domain, allow, until = found
+                if allow:
+                    return _new(cp, (ALLOW_ACTION, "override-allow", pname, dev, "", "", "", domain, "", "", "", "", "", _cap(until - now), (), ""))
+                return _block(cp, "override-block", dev, rule=domain, ttl=_cap(until - now))
+
+    # 3. the profile's allow list
+    if cp.custom:
+        allowed, denied, sched_allow = _suffix_flags(name, cp.custom)
+        if allowed:
+            return _new(cp, (ALLOW_ACTION, "allow", pname, dev, "", "", "", allowed, "", "", "", "", "", None, (), ""))
+    else:
+        denied, sched_allow = "", 0
+
+    # 4. bypass protection
+    hits = snap.matcher.lookup(name)
+    win = decide_hits(hits, cp.enabled) if hits else None
+    if win is not None and not win.allow and len(hits) > 1:
+        win = _deny_hit(hits, cp.enabled, snap)
+    if cp.bypass_ids:
+        mode = CANARIES.get(name)
+        if mode is not None:
+            bypass_hit = win if win is not None and not win.allow else None
+            return _block(cp, "bypass", dev, rule=name, mode=mode, hit=bypass_hit, snap=snap)
+        if win is not None and not win.allow and win.list_id in cp.bypass_ids:
+            return _block(cp, "bypass", dev, hit=win, snap=snap)
+
+    # 5. the profile's deny list
+    if denied:
+        return _block(cp, "deny", dev, rule=denied)
+
+    # 6. schedules (time-bound; they set the answer's TTL cap)
+    ttl_cap: int | None = None
+    bonus_until = snap.bonus.get(pname, 0.0) if snap.bonus else 0.0
+    bonus = bonus_until > now
+    if cp.schedules:
+        active, change = cp.active_schedules(now, snap.zone)
+        if bonus:
+            change = min(change, bonus_until)
+        ttl_cap = _cap(change - now)
+        if not bonus:
+            for compiled in active:
+                if not compiled.ids:  # block: all
+                    if chain or sched_allow >> compiled.index & 1:
+                        continue
+                    return _block(cp, "schedule", dev, schedule=compiled.schedule.name, ttl=ttl_cap)
+                if hits:
+                    hit = _deny_hit(hits, compiled.ids, snap)
+                    if hit is not None:
+                        return _block(cp, "schedule", dev, schedule=compiled.schedule.name, ttl=ttl_cap, hit=hit, snap=snap)
+
+    # 7. budgets
+    targets: tuple[str, ...] = ()
+    if cp.budgets and hits:
+        for budget in cp.budgets:
+            hit = _deny_hit(hits, budget.ids, snap)
+            if hit is None:
+                continue
+            targets += (budget.target,)
+            if not bonus and snap.budgets.exceeded(pname, budget.target, budget.minutes, now):
+                return _block(cp, "budget", dev, ttl=ttl_cap, hit=hit, snap=snap, budget=budget.target, targets=targets)
+        if targets:
+            # Usage is counted per minute: re-ask soon so a used-up budget holds.
+            ttl_cap = BUDGET_TTL if ttl_cap is None else min(ttl_cap, BUDGET_TTL)
+            if bonus:
+                ttl_cap = min(ttl_cap, _cap(bonus_until - now) or BUDGET_TTL)
+
+    # 8. categories and services
+    if win is not None:
+        if not win.allow:
+            meta = snap.lists.get(win.list_id, NO_META)
+            reason = "service" if meta.service else "category"
+            return _block(cp, reason, dev, ttl=ttl_cap, hit=win, snap=snap, targets=targets)
+        # An allowlist decided: still an allow, but say which list.
+        meta = snap.lists.get(win.list_id, NO_META)
+        return _new(
+            cp,
+            (ALLOW_ACTION, "", pname, dev, meta.category, meta.service, meta.list_name, win.domain, "", "", "", "", "", ttl_cap, targets, ""),
+        )
+
+    # 9. safe search
+    if cp.safe:
+        rewrite = snap.safesearch.lookup(name, profile.safe_search, profile.youtube)
+        if rewrite is not None:
+            return _new(
+                cp,
+                (REWRITE, "safe-search", pname, dev, "", "", rewrite[1], name, "", "", "", rewrite[0], "", ttl_cap, targets, ""),
+            )
+
+    # 10. allow
+    return _new(cp, (ALLOW_ACTION, "", pname, dev, "", "", "", "", "", "", "", "", "", ttl_cap, targets, ""))
