@@ -340,7 +340,7 @@ def _parse_line(line: str, fmt: ListFormat = "auto") -> Rule | list[Rule] | None
             return _adblock(line)
         if line[0] == "/":
             raise _Invalid("regular expression without a closing slash")
-    if any(marker in line for marker in _COSMETIC):
+    if "#" in line and any(marker in line for marker in _COSMETIC):
         raise _Skip("cosmetic rule")
     # Inline comments: "0.0.0.0 ads.example # tracker". A # inside a token is no comment.
     for sep in (" #", "\t#"):

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import marisa_trie  # type: ignore[import-untyped]
+import marisa_trie  # type: ignore[import-untyped,unused-ignore]
 
 from ..errors import GuardianError
 from .lists import ListFormat, ParseResult, ParseStats, Rule, RuleType, iter_rules, open_list

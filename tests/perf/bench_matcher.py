@@ -24,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 DNSMASQ = "/usr/sbin/dnsmasq"
@@ -121,16 +123,15 @@ def rss_kb() -> int:
     raise RuntimeError("no VmRSS")
 
 
-def timed_lookups(lookup: object, queries: list[str]) -> dict[str, float]:
+def timed_lookups(call: Callable[[str], object], queries: list[str]) -> dict[str, float]:
     """Per-call latency in ns (timer overhead measured and reported separately)."""
-    call = lookup  # type: ignore[assignment]
     pc = time.perf_counter_ns
     for q in queries:  # warm up: fault the pages in, fill caches
-        call(q)  # type: ignore[operator]
+        call(q)
     samples = []
     for q in queries:
         t0 = pc()
-        call(q)  # type: ignore[operator]
+        call(q)
         samples.append(pc() - t0)
     overhead = []
     for _ in queries[:20000]:
@@ -140,7 +141,7 @@ def timed_lookups(lookup: object, queries: list[str]) -> dict[str, float]:
     misses = samples[1::2]
     t0 = pc()
     for q in queries:
-        call(q)  # type: ignore[operator]
+        call(q)
     batch = (pc() - t0) / len(queries)
     samples.sort()
     return {
@@ -314,7 +315,7 @@ def dnsmasq_rss(tmp: Path, args: list[str], probe: str | None, timeout: float = 
 # --- the parent ----------------------------------------------------------------------
 
 
-def run_child(*args: str) -> tuple[dict[str, object], float]:
+def run_child(*args: str) -> tuple[dict[str, Any], float]:
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
@@ -394,13 +395,12 @@ def main() -> None:
             dns["address"] = dnsmasq_rss(tmp, [f"--conf-file={tmp / 'dnsmasq.conf'}"], probe)
             dns["addn-hosts"] = dnsmasq_rss(tmp, [f"--conf-file={tmp / 'empty.conf'}", f"--addn-hosts={hosts}"], probe)
 
-        lt, bt = load["timing"], base["timing"]  # type: ignore[index]
-        assert isinstance(lt, dict) and isinstance(bt, dict)
+        lt, bt = load["timing"], base["timing"]
         rows = [
             ("compile time", f"{comp['seconds']:.1f} s", "< 30 s", f"(set build {base['load_s']:.1f} s)"),
-            ("compile peak RSS (whole process)", mb(float(comp["peak_kb"])), "< 300 MB", ""),  # type: ignore[arg-type]
-            ("snapshot size on disk", f"{int(comp['size']) / 1e6:.1f} MB", "", ""),  # type: ignore[call-overload]
-            ("Matcher.load()", f"{float(load['load_s']) * 1000:.2f} ms", "", ""),  # type: ignore[arg-type]
+            ("compile peak RSS (whole process)", mb(float(comp["peak_kb"])), "< 300 MB", ""),
+            ("snapshot size on disk", f"{int(comp['size']) / 1e6:.1f} MB", "", ""),
+            ("Matcher.load()", f"{float(load['load_s']) * 1000:.2f} ms", "", ""),
             (
                 "start: python + import + load",
                 f"{statistics.median(starts) * 1000:.0f} ms",
@@ -408,9 +408,9 @@ def main() -> None:
                 f"(bare python {statistics.median(bare) * 1000:.0f} ms)",
             ),
         ]
-        added_load = float(load["added_load_kb"])  # type: ignore[arg-type]
-        added_serving = float(load["added_serving_kb"])  # type: ignore[arg-type]
-        set_added = float(base["added_serving_kb"])  # type: ignore[arg-type]
+        added_load = float(load["added_load_kb"])
+        added_serving = float(load["added_serving_kb"])
+        set_added = float(base["added_serving_kb"])
         rows += [
             ("RSS added by load", mb(added_load), "", ""),
             (
