@@ -269,7 +269,7 @@ def compile_snapshot(sources: Iterable[ListSource], root: Path | str, *, keep: i
 
     Returns the snapshot directory. The previous ``keep - 1`` snapshots stay for
     processes still loading them; older ones are removed (mapped files stay valid
-    for whoever maps them). Memory: about 200 MB peak for a million names.
+    for whoever maps them). Memory: about 230 MB peak for a million names.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
