@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .config import Settings
 from .dns.cache import Cache
-from .dns.chain import Next, Step, build_chain
+from .dns.chain import Answer, Next, Query, Step, build_chain
 from .dns.server import DnsServer
 from .dns.steps.cache import CacheStep
 from .dns.steps.forward import Forward
@@ -83,7 +83,7 @@ class Guardian:
             client_allowed=lambda client: self.pipeline.guard.allowed(client),
         )
 
-    def _handle(self, query):  # type: ignore[no-untyped-def]
+    def _handle(self, query: Query) -> Answer:
         # One indirection so a reload swaps the whole chain with one assignment.
         return self.pipeline.handler(query)
 

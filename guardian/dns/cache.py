@@ -31,6 +31,10 @@ class Entry:
     stored: float
     expires: float
     stale_until: float
+    cnames: tuple[str, ...] = ()
+    # The body with TTLs counted down changes once a second: keep the last one made.
+    shown_elapsed: int = -1
+    shown_body: bytes = b""
 
 
 class Cache:
@@ -82,7 +86,7 @@ class Cache:
         ttls = [(off, life if reply.rcode or not reply.an else max(self.min_ttl, min(ttl, self.max_ttl)))
                 for off, ttl in reply.ttls]
         entry = Entry(reply.flags, reply.rcode, reply.an, reply.ns, reply.ar, reply.body, ttls,
-                      now, now + life, now + life + self.stale_seconds)
+                      now, now + life, now + life + self.stale_seconds, tuple(reply.cnames))
         entries = self._entries
         entries[key] = entry
         entries.move_to_end(key)
@@ -112,15 +116,21 @@ class Cache:
 
 def render(entry: Entry, q: Question, now: float, stale: bool = False) -> bytes:
     """The client's answer from a cache entry: its ID, its question, TTLs counted down."""
-    body = bytearray(entry.body)
     if stale:
+        body = bytearray(entry.body)
         for off, _ttl in entry.ttls:
             U32.pack_into(body, off, STALE_TTL)
     else:
         elapsed = int(now - entry.stored)
-        for off, ttl in entry.ttls:
-            left = ttl - elapsed
-            U32.pack_into(body, off, left if left > 0 else 0)
+        if elapsed == entry.shown_elapsed:
+            body = entry.shown_body  # type: ignore[assignment]
+        else:
+            body = bytearray(entry.body)
+            for off, ttl in entry.ttls:
+                left = ttl - elapsed
+                U32.pack_into(body, off, left if left > 0 else 0)
+            entry.shown_elapsed = elapsed
+            entry.shown_body = bytes(body)
     ar = entry.ar
     tail = b""
     if q.edns:
@@ -132,4 +142,5 @@ def render(entry: Entry, q: Question, now: float, stale: bool = False) -> bytes:
 
 def fresh_entry(reply: Reply, now: float) -> Entry:
     """An uncached entry for rendering an upstream reply as it came (TTLs unchanged)."""
-    return Entry(reply.flags, reply.rcode, reply.an, reply.ns, reply.ar, reply.body, reply.ttls, now, now, now)
+    return Entry(reply.flags, reply.rcode, reply.an, reply.ns, reply.ar, reply.body, reply.ttls, now, now, now,
+                 tuple(reply.cnames))

@@ -1,27 +1,29 @@
 """The query pipeline: small steps a query flows through, each calling the next.
 
-A step is an object with ``async def resolve(query, nxt) -> bytes`` (the shape of an
-aiohttp middleware or a blocky resolver). It may answer itself, change the query and
-call ``nxt``, or look at what ``nxt`` answered. The chain is built once in app.py.
+A step is an object with ``resolve(query, nxt)`` (the shape of an aiohttp middleware
+or a blocky resolver): it may answer itself, change the query and call ``nxt``, or
+look at what ``nxt`` answered. The chain is built once in app.py.
 
-Most queries are answered without any real waiting (cache hits, blocks, refusals), so
-the listener starts each chain *eagerly*: the coroutine runs at once inside the
-datagram callback, and only a query that has to wait for the network gets a Task. This
-is what Python 3.12's eager task factory does; it saves the Task and a loop iteration
-on every cached answer.
+An answer is either the bytes themselves or an awaitable of them. Most queries are
+answered without waiting (cache hits, blocks, refusals, local names), and on that path
+no coroutine or Task is created at all: a step that has nothing to wait for returns
+bytes, and only the steps that really wait (the upstream) return an awaitable. Steps
+that act on what comes back use ``then`` (or their own small coroutine) so they work
+either way. Measured: this halves the Python cost of a cache hit against an
+all-async chain.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .wire import Question
 
-Next = Callable[["Query"], Coroutine[Any, Any, bytes]]
+Answer = bytes | Awaitable[bytes]
+Next = Callable[["Query"], Answer]
 
 
 @dataclass(slots=True)
@@ -49,10 +51,10 @@ class Query:
 
 
 class Step(Protocol):
-    def resolve(self, query: Query, nxt: Next) -> Coroutine[Any, Any, bytes]: ...
+    def resolve(self, query: Query, nxt: Next) -> Answer: ...
 
 
-async def _no_answer(query: Query) -> bytes:
+def _no_answer(query: Query) -> Answer:
     raise RuntimeError("the chain ended without an answer")
 
 
@@ -67,46 +69,18 @@ def build_chain(steps: Sequence[Step]) -> Next:
 def _link(step: Step, nxt: Next) -> Next:
     resolve = step.resolve
 
-    def call(query: Query) -> Coroutine[Any, Any, bytes]:
+    def call(query: Query) -> Answer:
         return resolve(query, nxt)
 
     return call
 
 
-def run_eagerly(
-    coro: Coroutine[Any, Any, bytes],
-) -> tuple[bytes | None, BaseException | None, asyncio.Task[bytes] | None]:
-    """Run ``coro`` until it first waits.
-
-    Returns (result, None, None) if it finished, (None, error, None) if it raised, or
-    (None, None, task) with a Task that carries it on to the end.
-    """
-    try:
-        waiting = coro.send(None)
-    except StopIteration as done:
-        return done.value, None, None
-    except Exception as exc:  # noqa: BLE001 - handed to the caller, which logs it
-        return None, exc, None
-    return None, None, asyncio.get_running_loop().create_task(_carry_on(coro, waiting))
+def then(answer: Answer, after: Callable[[bytes], bytes]) -> Answer:
+    """Apply ``after`` to an answer now if it is ready, or when it is."""
+    if isinstance(answer, bytes):
+        return after(answer)
+    return _then(answer, after)
 
 
-async def _carry_on(coro: Coroutine[Any, Any, bytes], waiting: Any) -> bytes:
-    """Drive a coroutine that ``run_eagerly`` started, as a Task would.
-
-    Awaiting the same future here gives the coroutine its outcome through
-    ``future.result()`` when it resumes, cancellation included.
-    """
-    while True:
-        try:
-            if waiting is None:
-                await asyncio.sleep(0)
-            else:
-                waiting._asyncio_future_blocking = False
-                await waiting
-        except BaseException:  # noqa: BLE001 - the coroutine sees it on resume
-            pass
-        try:
-            waiting = coro.send(None)
-        except StopIteration as done:
-            result: bytes = done.value
-            return result
+async def _then(answer: Awaitable[bytes], after: Callable[[bytes], bytes]) -> bytes:
+    return after(await answer)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ..errors import GuardianError
-from .chain import Next, Query, run_eagerly
+from .chain import Next, Query
 from .wire import HEADER, MIN_UDP, SERVFAIL, TC, WireError, error_reply, opt_record, parse_query
 
 log = logging.getLogger(__name__)
@@ -152,28 +152,31 @@ class DnsServer:
             return error_reply(data, 1)
         return Query(data, q, client, transport)
 
-    def run(self, query: Query, deliver: Callable[[Query, bytes], None]) -> asyncio.Task[bytes] | None:
+    def run(self, query: Query, deliver: Callable[[Query, bytes], None]) -> asyncio.Future[bytes] | None:
         """Start the chain; ``deliver`` gets the answer now or when it is ready."""
-        result, error, task = run_eagerly(self.handler(query))
-        if task is None:
-            if error is not None:
-                self._log_error("query failed", error)
-                result = self._servfail(query)
-            deliver(query, result if result is not None else self._servfail(query))
+        try:
+            answer = self.handler(query)
+        except Exception as exc:  # noqa: BLE001 - a step's bug is one SERVFAIL, not a crash
+            self._log_error("query failed", exc)
+            deliver(query, self._servfail(query))
             return None
+        if isinstance(answer, bytes):
+            deliver(query, answer)
+            return None
+        future = asyncio.ensure_future(answer)
 
-        def done(t: asyncio.Task[bytes]) -> None:
-            if t.cancelled():
+        def done(f: asyncio.Future[bytes]) -> None:
+            if f.cancelled():
                 return
-            exc = t.exception()
+            exc = f.exception()
             if exc is not None:
                 self._log_error("query failed", exc)
                 deliver(query, self._servfail(query))
             else:
-                deliver(query, t.result())
+                deliver(query, f.result())
 
-        task.add_done_callback(done)
-        return task
+        future.add_done_callback(done)
+        return future
 
     def _servfail(self, query: Query) -> bytes:
         self.stats.errors += 1
@@ -248,7 +251,7 @@ class _TcpConnection(asyncio.Protocol):
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.pending: set[asyncio.Task[bytes]] = set()
+        self.pending: set[asyncio.Future[bytes]] = set()
         self.client = ""
         self.idle: asyncio.TimerHandle | None = None
         self.paused = False
@@ -310,7 +313,7 @@ class _TcpConnection(asyncio.Protocol):
             self.pending.add(task)
             task.add_done_callback(self._finished)
 
-    def _finished(self, task: asyncio.Task[bytes]) -> None:
+    def _finished(self, task: asyncio.Future[bytes]) -> None:
         self.pending.discard(task)
         if self.paused and len(self.pending) < self.server.tcp_max_pending // 2 and self.transport:
             self.paused = False

@@ -74,6 +74,7 @@ class Question:
     id: int
     flags: int
     qname: bytes
+    lname: bytes  # qname lower-cased (ASCII), as matched and cached
     question: bytes  # name, type and class exactly as sent
     qtype: int
     qclass: int
@@ -233,8 +234,12 @@ def parse_query(data: bytes) -> Question:
         except struct.error:
             raise WireError(FORMERR, "record truncated") from None
     qname = data[12:qend]
-    key = qname.lower() + data[qend:end] + (b"\x01" if do else b"\x00") + (b"\x01" if flags & CD else b"\x00")
-    return Question(qid, flags, qname, data[12:end], qtype, qclass, edns, payload, do, key, end)
+    lname = qname.lower()
+    key = lname + data[qend:end] + _KEY_BITS[do][bool(flags & CD)]
+    return Question(qid, flags, qname, lname, data[12:end], qtype, qclass, edns, payload, do, key, end)
+
+
+_KEY_BITS = ((b"\x00\x00", b"\x00\x01"), (b"\x01\x00", b"\x01\x01"))  # [DO][CD]
 
 
 def opt_record(do: bool = False, ext_rcode: int = 0) -> bytes:

@@ -11,7 +11,7 @@ import logging
 import time
 
 from ..cache import Cache, render
-from ..chain import Next, Query
+from ..chain import Answer, Next, Query
 from ..messages import reply_with
 from ..upstream import UpstreamFailure, UpstreamPool
 from ..wire import SERVFAIL
@@ -24,9 +24,9 @@ class CacheStep:
         self.cache = cache
         self.pool = pool  # asked whether every upstream is down, to serve stale at once
 
-    async def resolve(self, query: Query, nxt: Next) -> bytes:
+    def resolve(self, query: Query, nxt: Next) -> Answer:
         q = query.q
-        now = time.monotonic()
+        now = query.received
         entry = self.cache.get(q.key, now)
         if entry is not None:
             query.source = "cache"
@@ -38,8 +38,12 @@ class CacheStep:
                 query.source = "stale"
                 query.rcode = stale.rcode
                 return render(stale, q, now, stale=True)
+        return self._fetch(query, nxt(query))
+
+    async def _fetch(self, query: Query, pending: Answer) -> bytes:
+        q = query.q
         try:
-            answer = await nxt(query)
+            answer = pending if isinstance(pending, bytes) else await pending
         except UpstreamFailure as exc:
             now = time.monotonic()
             stale = self.cache.get_stale(q.key, now)

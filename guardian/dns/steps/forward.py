@@ -13,7 +13,7 @@ import logging
 import time
 
 from ..cache import fresh_entry, render
-from ..chain import Next, Query
+from ..chain import Answer, Next, Query
 from ..upstream import UpstreamFailure, UpstreamPool
 from ..wire import CD, Reply, WireError, parse_reply
 
@@ -28,7 +28,10 @@ class Forward:
         self.merged = 0
         self.over_cap = 0
 
-    async def resolve(self, query: Query, nxt: Next) -> bytes:
+    def resolve(self, query: Query, nxt: Next) -> Answer:
+        return self._resolve(query)
+
+    async def _resolve(self, query: Query) -> bytes:
         q = query.q
         future = self._inflight.get(q.key)
         if future is None:
@@ -37,7 +40,7 @@ class Forward:
                 raise UpstreamFailure("too many queries in flight")
             future = asyncio.get_running_loop().create_future()
             self._inflight[q.key] = future
-            asyncio.get_running_loop().create_task(self._fetch(q.key, q.qname.lower() + q.question[len(q.qname):], q.do, bool(q.flags & CD), future))
+            asyncio.get_running_loop().create_task(self._fetch(q.key, q.lname + q.question[len(q.qname):], q.do, bool(q.flags & CD), future))
         else:
             self.merged += 1
         reply, upstream = await asyncio.shield(future)

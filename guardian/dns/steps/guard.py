@@ -10,10 +10,9 @@ REFUSED, so one flooding device cannot starve the others. ANY is answered minima
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Sequence
 
-from ..chain import Next, Query
+from ..chain import Answer, Next, Query
 from ..messages import reply_with, rfc8482_hinfo
 from ..wire import REFUSED, T_ANY
 
@@ -75,16 +74,19 @@ class Guard:
         if len(self._buckets) >= self.MAX_TRACKED:
             self._buckets.clear()
 
-    async def resolve(self, query: Query, nxt: Next) -> bytes:
-        if not self.allowed(query.client):
+    def resolve(self, query: Query, nxt: Next) -> Answer:
+        client = query.client
+        if not self._allowed.get(client) and not self.allowed(client):
             self.refused_acl += 1
             query.source = "guard"
+            query.rcode = REFUSED
             return reply_with(query.q, REFUSED)
-        if not self.take(query.client, time.monotonic()):
+        if self.per_second > 0 and not self.take(client, query.received):
             self.refused_rate += 1
             query.source = "guard"
+            query.rcode = REFUSED
             return reply_with(query.q, REFUSED)
         if query.q.qtype == T_ANY:
             query.source = "guard"
             return rfc8482_hinfo(query.q)
-        return await nxt(query)
+        return nxt(query)

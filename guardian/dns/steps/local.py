@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from ..chain import Next, Query
+from ..chain import Answer, Next, Query
 from ..messages import address_reply, reply_with
 from ..wire import NOERROR, T_A, T_AAAA, text_to_wire
 
@@ -70,10 +70,10 @@ class LocalNames:
         found = self._seen[key]
         return [found] if found else []
 
-    async def resolve(self, query: Query, nxt: Next) -> bytes:
+    def resolve(self, query: Query, nxt: Next) -> Answer:
         q = query.q
-        if q.qname.lower() not in self.wire_names:
-            return await nxt(query)
+        if not self.wire_names or q.lname not in self.wire_names:
+            return nxt(query)
         query.source = "local"
         if q.qtype in (T_A, T_AAAA):
             return address_reply(q, self.addresses(query.client, q.qtype), LOCAL_TTL)
