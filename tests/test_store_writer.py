@@ -181,3 +181,29 @@ def test_system_and_new_device_events(tmp_path: Path) -> None:
     rows = sql(path, "SELECT kind, threat, message, count, severity, examples FROM risk_events ORDER BY kind")
     assert rows == [("new-device", None, "vendor Apple", 1, "medium", "192.168.1.77"),
                     ("system", "upstream", "all upstreams are down", 2, "high", "")]
+
+
+def test_apply_reloaded_settings_switches_privacy_at_once(tmp_path: Path) -> None:
+    import dataclasses
+
+    from guardian.config import PrivacySettings, Settings
+
+    path = tmp_path / "guardian.db"
+
+    async def main() -> None:
+        r = Recorder(path, StoreSettings(flush_seconds=60), zone=PARIS)
+        await r.start()
+        r.record(rec(T0, "before.example"))
+        await r.flush()
+        settings = dataclasses.replace(Settings(data_dir=tmp_path, timezone="Europe/Paris"),
+                                       privacy=PrivacySettings(mode="risks-only"),
+                                       store=StoreSettings(flush_seconds=0.5, queue_size=100))
+        r.apply(settings)
+        assert (r.flush_seconds, r.queue_size) == (0.5, 100)
+        r.record(rec(T0 + 1, "after.example"))
+        r.record(blocked(T0 + 2))
+        await r.stop()
+
+    asyncio.run(main())
+    names = sql(path, "SELECT d.name FROM queries q JOIN domains d ON d.id = q.domain_id ORDER BY q.time")
+    assert names == [("before.example",), ("bet.example",)]

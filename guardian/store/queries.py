@@ -58,16 +58,22 @@ class Counts:
 class StoreReader:
     """Read-side of the store over one engine (read-only when opened with ``open``)."""
 
-    def __init__(self, engine: Engine, zone: ZoneInfo) -> None:
+    def __init__(self, engine: Engine, zone: ZoneInfo, path: Path | None = None) -> None:
         self.engine = engine
         self.zone = zone
+        self.path = path
+        self._writable: Engine | None = None
 
     @classmethod
     def open(cls, path: Path, zone: ZoneInfo, readonly: bool = True) -> StoreReader:
-        return cls(make_engine(path, readonly=readonly), zone)
+        """Reads on a read-only connection (never holding the writer's lock); with
+        ``readonly=False`` the few writes (event state) get their own engine."""
+        return cls(make_engine(path, readonly=True), zone, None if readonly else path)
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._writable is not None:
+            self._writable.dispose()
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self.engine.connect() as conn:
@@ -210,7 +216,11 @@ class StoreReader:
         """Mark an event seen or dismissed (needs a writable engine). False if no such event."""
         if state not in STATES:
             raise ValueError(f"state is one of {', '.join(STATES)}")
-        with self.engine.begin() as conn:
+        if self.path is None:
+            raise ValueError("this reader was opened read-only")
+        if self._writable is None:
+            self._writable = make_engine(self.path)
+        with self._writable.begin() as conn:
             return conn.exec_driver_sql("UPDATE risk_events SET state = ? WHERE id = ?",
                                         (state, event_id)).rowcount > 0
 

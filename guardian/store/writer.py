@@ -383,6 +383,18 @@ class Recorder:
     def from_settings(cls, settings: Settings, session_gap: int = 5) -> Recorder:
         return cls(settings.data_dir / DB_NAME, settings.store, settings.privacy, settings.zone, session_gap)
 
+    def apply(self, settings: Settings) -> None:
+        """Take reloaded settings (flush interval, queue size, privacy mode, zone) at once.
+
+        The database path is not changed by a reload; a new ``data_dir`` needs a restart.
+        """
+        self.flush_seconds = settings.store.flush_seconds
+        self.queue_size = settings.store.queue_size
+        self.writer.max_waiting = settings.store.queue_size
+        self.writer.mode = settings.privacy.mode  # read once per batch by the worker
+        self.writer.zone = settings.zone
+        self.writer.risk.zone = settings.zone
+
     # -- the DNS side: never blocks --------------------------------------------------
 
     def record(self, rec: QueryRecord) -> None:
