@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
 
     command("run", "run the daemon (SIGTERM/SIGINT stop, SIGHUP reloads the configuration)")
     command("check-config", "validate a configuration file; print FILE:LINE: problem lines")
+    for name, text in (("events", "risk events, newest first"), ("stats", "per-device and per-category counts")):
+        sub = command(name, text)
+        sub.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
+        sub.add_argument("--json", action="store_true", help="JSON instead of a table")
     return parser
 
 
@@ -44,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_config(args.config)
         if args.command == "run":
             return run(args.config)
+        if args.command in ("events", "stats"):
+            from . import config
+            from .store import commands
+
+            report = commands.events if args.command == "events" else commands.stats
+            print(report(config.load(args.config), args.since, args.json))
+            return 0
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -47,7 +47,12 @@ class Query:
     upstream: str = ""
     rcode: int = 0
     reply: Any = None  # the upstream reply (wire.Reply) when one was fetched
+    cnames: tuple[str, ...] = ()  # CNAME targets in the answer (for CNAME-chain policy)
     addr: Any = None  # the transport's address to answer (UDP)
+    # Packet cache (server.py): until when this exact answer may be sent again to the
+    # same client for the same query bytes, and what to do each time it is (log it).
+    reuse_until: float = 0.0
+    repeat: Callable[[float], None] | None = None
 
 
 class Step(Protocol):

@@ -76,7 +76,18 @@ def truncated(answer: bytes, query: Query) -> bytes:
 
 
 class DnsServer:
-    """Runs ``handler`` (the chain) for every query arriving on ``addresses``."""
+    """Runs ``handler`` (the chain) for every query arriving on ``addresses``.
+
+    UDP answers that steps mark reusable (``Query.reuse_until``: cache hits and
+    policy answers) go into a packet cache keyed on (client address, query bytes
+    without the ID), as PowerDNS and dnsdist do: the same device asking the same
+    question again within that second gets the same bytes with its new ID, without
+    the chain. ``admit`` (the rate limit) and the answer's ``repeat`` hook (the query
+    log) still run for each one. Anything that changes answers (a reload, a parent's
+    action, a list refresh) calls ``invalidate()``.
+    """
+
+    PACKET_CACHE_SIZE = 8192
 
     def __init__(
         self,
@@ -100,6 +111,13 @@ class DnsServer:
         self._tcp_conns: set[_TcpConnection] = set()
         self._last_error_log = 0.0
         self.bound: list[tuple[str, str, int]] = []  # (proto, host, port) actually bound
+        self.admit: Callable[[str, float], bool] | None = None
+        self.packets: dict[tuple[str, bytes], tuple[bytes, float, Callable[[float], None] | None]] = {}
+        self.packet_hits = 0
+
+    def invalidate(self) -> None:
+        """Forget every reusable answer: what decides answers has changed."""
+        self.packets = {}
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -220,6 +238,18 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         server = self.server
         server.stats.udp_queries += 1
+        key = (addr[0], data[2:])
+        packets = server.packets
+        reuse = packets.get(key)
+        if reuse is not None:
+            now = time.monotonic()
+            if reuse[1] > now and (server.admit is None or server.admit(addr[0], now)):
+                server.packet_hits += 1
+                self._send(data[:2] + reuse[0], addr)
+                if reuse[2] is not None:
+                    reuse[2](time.time())
+                return
+            del packets[key]
         made = server.make_query(data, addr[0], "udp")
         if made is None:
             return
@@ -230,10 +260,16 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         server.run(made, self._deliver)
 
     def _deliver(self, query: Query, answer: bytes) -> None:
+        server = self.server
         if len(answer) > udp_limit(query):
-            self.server.stats.truncated += 1
+            server.stats.truncated += 1
             answer = truncated(answer, query)
         self._send(answer, query.addr)
+        if query.reuse_until > query.received:
+            packets = server.packets
+            if len(packets) >= server.PACKET_CACHE_SIZE:
+                packets.clear()
+            packets[(query.client, query.data[2:])] = (answer[2:], query.reuse_until, query.repeat)
 
     def _send(self, answer: bytes, addr: Any) -> None:
         transport = self.transport

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 import threading
@@ -370,7 +371,7 @@ class Recorder:
         self.flush_seconds = store.flush_seconds
         self.queue_size = store.queue_size
         self.dropped = 0  # records refused because the queue was full
-        self._pending: list[QueryRecord] = []
+        self._pending: list[QueryRecord | tuple[QueryRecord, float]] = []
         self._side: list[tuple[Any, ...]] = []
         self._side_lock = threading.Lock()
         self.writer = StoreWriter(path, privacy or PrivacySettings(), zone or ZoneInfo("UTC"), store.queue_size,
@@ -404,6 +405,17 @@ class Recorder:
             self.dropped += 1
             return
         pending.append(rec)
+
+    def repeat(self, rec: QueryRecord, epoch: float) -> None:
+        """Queue ``rec`` again as asked at ``epoch`` (a packet-cache hit): O(1), no copy.
+
+        The record is re-timed in the worker thread, off the DNS path.
+        """
+        pending = self._pending
+        if len(pending) >= self.queue_size:
+            self.dropped += 1
+            return
+        pending.append((rec, epoch))
 
     def system_event(self, kind: str, message: str, severity: str = "high", at: float | None = None) -> None:
         """A system problem for the parent: ``kind`` like upstream, lists, storage."""
@@ -441,9 +453,13 @@ class Recorder:
         records, self._pending = self._pending, []
         with self._side_lock:
             side, self._side = self._side, []
-        job = asyncio.get_running_loop().run_in_executor(self._executor, self.writer.process, records, side)
+        job = asyncio.get_running_loop().run_in_executor(self._executor, self._process, records, side)
         # Shielded: cancelling the caller must not cancel a queued job, which would lose the batch.
         await asyncio.shield(job)
+
+    def _process(self, records: list[QueryRecord | tuple[QueryRecord, float]], side: list[Any]) -> None:
+        expanded = [r if isinstance(r, QueryRecord) else dataclasses.replace(r[0], time=r[1]) for r in records]
+        self.writer.process(expanded, side)
 
     async def stop(self) -> None:
         """Stop the flush loop, write what is left, close the database."""

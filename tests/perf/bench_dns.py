@@ -219,7 +219,7 @@ def start_guardian(procs: Processes, tmp: Path, upstream: int) -> Server:
         f'  listen: ["{HOST}:{port}"]\n'
         f'  upstreams: ["udp://{HOST}:{upstream}"]\n'
         "  rate_limit: 0          # one client flooding on purpose\n"
-        "  cache_size: 200000\n"
+        "  cache_size: 10000      # the default\n"
         f"data_dir: {tmp / 'var'}\n"
         "log_level: warning\n"
     )

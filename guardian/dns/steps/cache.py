@@ -31,6 +31,9 @@ class CacheStep:
         if entry is not None:
             query.source = "cache"
             query.rcode = entry.rcode
+            # The TTLs written are right until the next whole second of the entry's age.
+            query.reuse_until = min(entry.expires, entry.stored + int(now - entry.stored) + 1)
+            query.cnames = entry.cnames
             return render(entry, q, now)
         if self.pool is not None and self.pool.all_down():
             stale = self.cache.get_stale(q.key, now)

@@ -45,6 +45,7 @@ class Forward:
             self.merged += 1
         reply, upstream = await asyncio.shield(future)
         query.reply = reply
+        query.cnames = tuple(reply.cnames)
         query.source = "upstream"
         query.upstream = upstream
         query.rcode = reply.rcode
