@@ -314,8 +314,8 @@ class _UpstreamResolver(aiohttp.abc.AbstractResolver):
             try:
                 address = await self.resolve_host(host)
             except (GuardianError, OSError, ValueError) as exc:
-                # aiohttp reports only OSError as a connection (DNS) error.
-                raise OSError(f"cannot resolve {host}: {exc}") from exc
+                # aiohttp reports only OSError as a connection (DNS) error, and shows its strerror.
+                raise socket.gaierror(socket.EAI_NONAME, f"cannot resolve {host}: {exc}") from exc
         fam = socket.AF_INET6 if ":" in address else socket.AF_INET
         return [
             {"hostname": host, "host": address, "port": port, "family": fam, "proto": 0, "flags": socket.AI_NUMERICHOST}
