@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .config import Settings
@@ -15,11 +16,18 @@ from .dns.steps.cache import CacheStep
 from .dns.steps.forward import Forward
 from .dns.steps.guard import Guard
 from .dns.steps.local import LocalNames
+from .dns.steps.policy import Identify, Policy
 from .dns.steps.record import Record, Sink
 from .dns.upstream import Upstream, UpstreamPool, make_upstream, resolve_via
+from .errors import ConfigError
+from .policy.household import household_from_config
+from .policy.matcher import ListFile, ListSource, Matcher, SnapshotError, compile_snapshot
+from .policy.rulepacks import Rules, load_rules
+from .policy.snapshot import MeterBudgets, PolicyHolder, build_from_rules, service_sources, with_household
 from .store import Recorder
 from .store.db import DB_NAME
 from .store.retention import Retention
+from .usage import UsageMeter
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,8 @@ class Pipeline:
     handler: Next
 
 
-def build_pipeline(settings: Settings, cache: Cache, recorder: Sink) -> Pipeline:
+def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: PolicyHolder,
+                   observe: Any = None) -> Pipeline:
     dns = settings.dns
     plain: list[Upstream] = []
     bootstrap_specs = dns.bootstrap or tuple(s for s in dns.upstreams if s.scheme in ("udp", "tcp"))
@@ -53,8 +62,10 @@ def build_pipeline(settings: Settings, cache: Cache, recorder: Sink) -> Pipeline
     forward = Forward(pool, dns.max_inflight)
     steps: list[Step] = [
         guard,  # first: refuse strangers and floods before any work is spent on them
+        Identify(policy),  # which device, which profile: the log and the policy need both
         Record(recorder),  # above policy, so blocked answers are logged with their reason
         local,  # the box's own name never leaves the house
+        Policy(policy, local, observe),  # the parent's rules, on an immutable snapshot
         cache_step,  # below policy (once it lands), so a parent's change applies at once
         forward,  # last: the network
     ]
@@ -78,7 +89,11 @@ class Guardian:
         self.cache = Cache()
         configure_cache(self.cache, settings)
         self.recorder = Recorder.from_settings(settings, session_gap=_session_gap(settings))
-        self.pipeline = build_pipeline(settings, self.cache, self.recorder)
+        self.rules = load_rules()
+        self.meter = UsageMeter(_session_gap(settings))
+        self.policy = PolicyHolder(build_from_rules(household_of(settings, self.rules), Matcher.empty(), self.rules,
+                                                    zone=settings.zone, budgets=MeterBudgets(self.meter, settings.zone)))
+        self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe)
         self.server: DnsServer | None = None
         self.scheduler: Any = None
         self.retention: Retention | None = None
@@ -106,6 +121,7 @@ class Guardian:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.load_lists()
         await self.recorder.start()
         self.retention = self._retention(self.settings)
         self.scheduler = AsyncIOScheduler(timezone=self.settings.zone)
@@ -119,6 +135,32 @@ class Guardian:
             await self.recorder.stop()
             self.scheduler.shutdown(wait=False)
             raise
+
+    def _observe(self, profile: str, target: str, epoch: float) -> None:
+        self.meter.observe(profile, target, epoch, self.settings.zone)
+
+    async def load_lists(self) -> None:
+        """Serve from the compiled snapshot on disk; compile it first if it is missing.
+
+        Compiling runs in a thread: DNS keeps answering with the rules it has.
+        """
+        root = self.settings.data_dir / "lists"
+        sources = list_sources(self.rules, self.settings)
+        stamp = _fingerprint(sources)
+        marker = root / "sources.stamp"
+        try:
+            if marker.read_text() != stamp:
+                raise SnapshotError("lists changed")
+            matcher = Matcher.load(root)
+        except (OSError, SnapshotError):
+            await asyncio.to_thread(compile_snapshot, sources, root)
+            marker.write_text(stamp)
+            matcher = Matcher.load(root)
+        from .policy.snapshot import with_matcher
+
+        self.policy.update(lambda snap: with_matcher(snap, matcher))
+        if self.server is not None:
+            self.server.invalidate()
 
     @staticmethod
     def _retention(settings: Settings) -> Retention:
@@ -136,7 +178,9 @@ class Guardian:
         if self.retention is not None:
             self.retention.close()
             self.retention = self._retention(settings)
-        self.pipeline = build_pipeline(settings, self.cache, self.recorder)
+        household = household_of(settings, self.rules)
+        self.policy.update(lambda snap: with_household(snap, household))
+        self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe)
         if settings.dns.upstreams != self.settings.dns.upstreams:
             self.cache.clear()
         if settings.dns.listen != self.settings.dns.listen:
@@ -160,6 +204,53 @@ class Guardian:
         if self.retention is not None:
             self.retention.close()
         await self.pipeline.pool.close()
+
+
+def household_of(settings: Settings, rules: Rules) -> Any:
+    """The household from the config (templates from the rule packs); problems as FILE:LINE."""
+    household, problems = household_from_config(
+        settings.household, rules.template_profiles(), categories=rules.categories, services=rules.services
+    )
+    if problems:
+        where = f"{settings.path or '<config>'}:{settings.household_line}"
+        raise ConfigError([f"{where}: {problem}" for problem in problems])
+    return household
+
+
+def list_sources(rules: Rules, settings: Settings) -> list[ListSource]:
+    """Every list the matcher compiles: rule packs, named services, the config's path: lists."""
+    sources: list[ListSource] = []
+    for category in sorted(rules.categories.values(), key=lambda c: c.id):
+        for path in category.lists:
+            sources.append(ListSource(len(sources), f"{category.name} ({Path(path).name})", category.id, "deny",
+                                      ListFile(Path(path))))
+        for path in category.allow_lists:
+            sources.append(ListSource(len(sources), f"{category.name} allowlist ({Path(path).name})", category.id,
+                                      "allow", ListFile(Path(path))))
+    for extra in settings.lists:
+        if extra.path:
+            fmt = extra.format if extra.format != "auto" else "auto"
+            sources.append(ListSource(len(sources), extra.name, extra.category, "deny",
+                                      ListFile(Path(extra.path), fmt)))  # type: ignore[arg-type]
+    sources.extend(service_sources(rules.services.values(), len(sources)))
+    return sources
+
+
+def _fingerprint(sources: list[ListSource]) -> str:
+    """Changes when any list file changes (path, size, mtime) or the set of lists does."""
+    parts = []
+    for source in sources:
+        if isinstance(source.rules, ListFile):
+            try:
+                st = source.rules.path.stat()
+                parts.append(f"{source.list_id}|{source.name}|{source.rules.path}|{st.st_size}|{st.st_mtime_ns}")
+            except OSError:
+                parts.append(f"{source.list_id}|{source.rules.path}|missing")
+        else:
+            parts.append(f"{source.list_id}|{source.name}|{source.rules.entries}")
+    import hashlib
+
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _session_gap(settings: Settings) -> int:

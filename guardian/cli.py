@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
     command("run", "run the daemon (SIGTERM/SIGINT stop, SIGHUP reloads the configuration)")
     command("check-config", "validate a configuration file; print FILE:LINE: problem lines")
+    command("lists", "each list: entries, last update, last error")
     for name, text in (("events", "risk events, newest first"), ("stats", "per-device and per-category counts")):
         sub = command(name, text)
         sub.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_config(args.config)
         if args.command == "run":
             return run(args.config)
+        if args.command == "lists":
+            return show_lists(args.config)
         if args.command in ("events", "stats"):
             from . import config
             from .store import commands
@@ -74,10 +77,41 @@ def check_config(path: str) -> int:
     return 0
 
 
+def show_lists(path: str) -> int:
+    """The compiled lists (entries, invalid lines) and the subscriptions' download status."""
+    import datetime
+
+    from . import config
+    from .policy.matcher import Matcher, SnapshotError
+    from .policy.rulepacks import load_rules
+    from .policy.subscriptions import collect_subscriptions, format_status_table, statuses_for
+
+    settings = config.load(path)
+    root = settings.data_dir / "lists"
+    try:
+        matcher = Matcher.load(root)
+    except (OSError, SnapshotError):
+        print(f"no compiled lists in {root} yet: they are compiled when the daemon starts")
+    else:
+        built = datetime.datetime.fromtimestamp((root / "CURRENT").stat().st_mtime).isoformat(" ", "seconds")
+        print(f"compiled lists (snapshot of {built}):")
+        print(f"  {'category':<22} {'kind':<6} {'entries':>8} {'invalid':>8}  name")
+        for info in sorted(matcher.lists.values(), key=lambda i: (i.category, i.name)):
+            print(f"  {info.category:<22} {info.kind:<6} {info.entries:>8} {info.invalid:>8}  {info.name}")
+    subs = collect_subscriptions(settings.lists, load_rules().categories.values())
+    if subs:
+        print("\nsubscriptions:")
+        print(format_status_table(statuses_for(subs, root)))
+    return 0
+
+
 def run(path: str) -> int:
     from . import config
 
     settings = config.load(path)
+    # The store's writer thread shares the GIL with the DNS loop: hand it back every
+    # 0.5 ms instead of 5 ms, so a batch being written never holds answers up for long.
+    sys.setswitchinterval(0.0005)
     logging.basicConfig(
         level=getattr(logging, settings.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -66,7 +66,7 @@ class ListSettings:
 @dataclass(frozen=True)
 class StoreSettings:
     flush_seconds: float = 2.0
-    queue_size: int = 50_000
+    queue_size: int = 20_000
     query_days: int = 7
     event_days: int = 90
     usage_days: int = 90

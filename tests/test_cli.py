@@ -78,7 +78,7 @@ def daemon(tmp_path, upstream):
     config = tmp_path / "guardian.yaml"
     _config(config, port, upstream.url)
     proc = subprocess.Popen([*GUARDIAN, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # first start compiles the bundled lists
     while dig(port, "example.com").status != "NOERROR":
         assert time.monotonic() < deadline and proc.poll() is None, "daemon did not start"
         time.sleep(0.1)

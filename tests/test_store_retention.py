@@ -49,7 +49,8 @@ def test_zero_days_means_no_age_limit(tmp_path: Path) -> None:
 
 def test_size_cap_removes_the_oldest_log_rows_first_and_shrinks_the_file(tmp_path: Path) -> None:
     path = tmp_path / "guardian.db"
-    write(path, [rec(T0 + i, f"host{i}.some-long-domain-name.example", category="games") for i in range(40_000)])
+    write(path, [rec(T0 + i, f"host{i}.some-long-domain-name.example", category="games") for i in range(40_000)],
+          queue_size=50_000)
     retention = Retention(path, StoreSettings(query_days=0, event_days=0, usage_days=0), PARIS, max_bytes=0)
     used = retention.used_bytes()
     file_before = path.stat().st_size

@@ -1,0 +1,78 @@
+"""The household's rules, seen by devices: real dig queries from different loopback addresses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import dig
+
+HOUSEHOLD = """
+data_dir: {var}
+store:
+  flush_seconds: 0.2
+household:
+  default_profile: Adult
+  profiles:
+    - name: Child
+      categories: [adult, gambling]
+      safe_search: true
+      bypass_protection: true
+      deny: [example-game.com]
+    - name: Adult
+      categories: []
+  devices:
+    - {{name: Sam's tablet, ip: 127.0.0.2, profile: Child}}
+"""
+
+
+@pytest.fixture
+def household(make_guardian, upstream, tmp_path):
+    for name, address in [("1xbet.com", "198.51.100.20"), ("example-game.com", "198.51.100.21"),
+                          ("forcesafesearch.google.com", "216.239.38.120"), ("www.google.com", "142.250.1.1")]:
+        upstream.zone[name] = [("A", address)]
+    config = HOUSEHOLD.format(var=tmp_path / "var")
+    (tmp_path / "g.yaml").write_text(config)
+    return make_guardian([upstream.url], config=config)
+
+
+def test_category_block_applies_to_the_childs_device_only(household):
+    port = household.port()
+    kid = dig(port, "1xbet.com", source="127.0.0.2")
+    assert kid.status == "NXDOMAIN" and "aa" in kid.flags
+    assert dig(port, "www.1xbet.com", source="127.0.0.2").status == "NXDOMAIN"  # subdomains too
+    parent = dig(port, "1xbet.com", source="127.0.0.1")
+    assert parent.values == ["198.51.100.20"]  # unknown device: the default (Adult) profile
+
+
+def test_profile_deny_list(household):
+    assert dig(household.port(), "example-game.com", source="127.0.0.2").status == "NXDOMAIN"
+    assert dig(household.port(), "example-game.com", source="127.0.0.3").values == ["198.51.100.21"]
+
+
+def test_safe_search_rewrites_google_to_the_enforced_host(household):
+    result = dig(household.port(), "www.google.com", source="127.0.0.2")
+    assert ("www.google.com", 300, "CNAME", "forcesafesearch.google.com") in result.answers
+    assert "216.239.38.120" in result.values
+    assert dig(household.port(), "www.google.com", source="127.0.0.1").values == ["142.250.1.1"]
+
+
+def test_bypass_canary_answers_nxdomain_for_protected_profiles(household, upstream):
+    assert dig(household.port(), "use-application-dns.net", source="127.0.0.2").status == "NXDOMAIN"
+    assert not [q for q in upstream.queries if q[1] == "use-application-dns.net"]
+
+
+def test_blocked_attempts_become_a_risk_event(household, tmp_path):
+    for _ in range(5):
+        dig(household.port(), "1xbet.com", source="127.0.0.2")
+    time.sleep(1.0)
+    out = subprocess.run([sys.executable, "-m", "guardian", "events", "--config", str(tmp_path / "g.yaml"), "--json"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    events = json.loads(out.stdout)
+    blocked = [e for e in events if e["kind"] == "blocked" and e["category"] == "gambling"]
+    assert blocked and blocked[0]["device"] == "Sam's tablet" and blocked[0]["count"] == 5
+    assert blocked[0]["profile"] == "Child"
