@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .config import Settings
@@ -19,11 +18,21 @@ from .dns.steps.local import LocalNames
 from .dns.steps.policy import Identify, Policy
 from .dns.steps.record import Record, Sink
 from .dns.upstream import Upstream, UpstreamPool, make_upstream, resolve_via
-from .errors import ConfigError
+from .errors import ConfigError, GuardianError
 from .policy.household import household_from_config
-from .policy.matcher import ListFile, ListSource, Matcher, SnapshotError, compile_snapshot
+from .policy.matcher import ListSource, Matcher, SnapshotError, compile_snapshot
 from .policy.rulepacks import Rules, load_rules
-from .policy.snapshot import MeterBudgets, PolicyHolder, build_from_rules, service_sources, with_household
+from .policy.snapshot import MeterBudgets, PolicyHolder, build_from_rules, service_sources, with_household, with_matcher
+from .policy.subscriptions import (
+    SERVICE_FIRST_ID,
+    Downloader,
+    ListSet,
+    Subscription,
+    collect_subscriptions,
+    local_list_sources,
+    schedule_path_watch,
+    schedule_refreshes,
+)
 from .store import Recorder
 from .store.db import DB_NAME
 from .store.retention import Retention
@@ -56,6 +65,7 @@ def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: Pol
 
     upstreams = [make_upstream(spec, dns.tls_ca_file, resolve_host if plain else None) for spec in dns.upstreams]
     pool = UpstreamPool(upstreams, timeout=dns.upstream_timeout, deadline=max(2.5, dns.upstream_timeout * 1.5))
+    pool.on_event = getattr(recorder, "system_event", None)
     guard = Guard(dns.allow_clients, dns.rate_limit)
     local = LocalNames(list(dns.local_names), list(dns.local_addresses))
     cache_step = CacheStep(cache, pool)
@@ -90,6 +100,8 @@ class Guardian:
         configure_cache(self.cache, settings)
         self.recorder = Recorder.from_settings(settings, session_gap=_session_gap(settings))
         self.rules = load_rules()
+        self.subscriptions = subscriptions_for(settings, self.rules)
+        self.list_set: ListSet | None = None
         self.meter = UsageMeter(_session_gap(settings))
         self.policy = PolicyHolder(build_from_rules(household_of(settings, self.rules), Matcher.empty(), self.rules,
                                                     zone=settings.zone, budgets=MeterBudgets(self.meter, settings.zone)))
@@ -127,6 +139,7 @@ class Guardian:
         self.scheduler = AsyncIOScheduler(timezone=self.settings.zone)
         # A plain function: APScheduler runs it in its thread pool, off the event loop.
         self.scheduler.add_job(self._run_retention, "interval", hours=1, id="store-retention", jitter=300)
+        self._schedule_lists()
         self.scheduler.start()
         self.server = self._server_for(self.settings)
         try:
@@ -139,28 +152,74 @@ class Guardian:
     def _observe(self, profile: str, target: str, epoch: float) -> None:
         self.meter.observe(profile, target, epoch, self.settings.zone)
 
-    async def load_lists(self) -> None:
-        """Serve from the compiled snapshot on disk; compile it first if it is missing.
+    def _list_set(self) -> ListSet:
+        settings = self.settings
+        return local_list_sources(self.rules.categories.values(), settings.lists, self.subscriptions,
+                                  settings.data_dir / "lists" / "downloads",
+                                  base_dir=settings.path.parent if settings.path else None)
 
-        Compiling runs in a thread: DNS keeps answering with the rules it has.
+    def _current_list_set(self) -> ListSet:
+        return self.list_set if self.list_set is not None else self._list_set()
+
+    def _sources(self, list_set: ListSet) -> list[ListSource]:
+        return [*list_set.sources, *service_sources(self.rules.services.values(), SERVICE_FIRST_ID)]
+
+    async def load_lists(self) -> None:
+        """Serve from the compiled snapshot on disk; compile it first if it is missing or stale.
+
+        Compiling runs in a thread: DNS keeps answering with the rules it has, and never
+        waits for a download (those come later, from the refresh jobs).
         """
         root = self.settings.data_dir / "lists"
-        sources = list_sources(self.rules, self.settings)
-        stamp = _fingerprint(sources)
+        list_set = await asyncio.to_thread(self._list_set)
         marker = root / "sources.stamp"
         try:
-            if marker.read_text() != stamp:
+            if marker.read_text() != list_set.fingerprint:
                 raise SnapshotError("lists changed")
             matcher = Matcher.load(root)
         except (OSError, SnapshotError):
-            await asyncio.to_thread(compile_snapshot, sources, root)
-            marker.write_text(stamp)
-            matcher = Matcher.load(root)
-        from .policy.snapshot import with_matcher
+            matcher = await self._compile(list_set)
+        self.list_set = list_set
+        self._use(matcher)
 
+    async def recompile(self) -> None:
+        """A list changed (download, edited file): compile anew and swap the matcher in."""
+        list_set = await asyncio.to_thread(self._list_set)
+        try:
+            matcher = await self._compile(list_set)
+        except GuardianError as exc:
+            log.error("compiling the lists failed, keeping the current ones: %s", exc)
+            self.recorder.system_event("lists", f"compiling the lists failed: {exc}")
+            return
+        self.list_set = list_set
+        self._use(matcher)
+        log.info("lists recompiled: %d lists", len(matcher.lists))
+
+    async def _compile(self, list_set: ListSet) -> Matcher:
+        root = self.settings.data_dir / "lists"
+        await asyncio.to_thread(compile_snapshot, self._sources(list_set), root)
+        (root / "sources.stamp").write_text(list_set.fingerprint)
+        return Matcher.load(root)
+
+    def _use(self, matcher: Matcher) -> None:
         self.policy.update(lambda snap: with_matcher(snap, matcher))
         if self.server is not None:
             self.server.invalidate()
+
+    def _schedule_lists(self) -> None:
+        settings = self.settings
+        plain = [make_upstream(s) for s in (settings.dns.bootstrap or
+                                            tuple(u for u in settings.dns.upstreams if u.scheme in ("udp", "tcp")))]
+
+        async def resolve_host(name: str) -> str:
+            # The list hosts are resolved through the upstreams, never through Guardian's
+            # own filtering: a blocked list host must not leave the box without rules.
+            return await resolve_via(plain, name)
+
+        downloader = Downloader(settings.data_dir / "lists" / "downloads", resolve_host if plain else None,
+                                ca_file=settings.dns.tls_ca_file)
+        schedule_refreshes(self.scheduler, self.subscriptions, downloader, self.recompile)
+        schedule_path_watch(self.scheduler, self._current_list_set, self.recompile)
 
     @staticmethod
     def _retention(settings: Settings) -> Retention:
@@ -217,40 +276,11 @@ def household_of(settings: Settings, rules: Rules) -> Any:
     return household
 
 
-def list_sources(rules: Rules, settings: Settings) -> list[ListSource]:
-    """Every list the matcher compiles: rule packs, named services, the config's path: lists."""
-    sources: list[ListSource] = []
-    for category in sorted(rules.categories.values(), key=lambda c: c.id):
-        for path in category.lists:
-            sources.append(ListSource(len(sources), f"{category.name} ({Path(path).name})", category.id, "deny",
-                                      ListFile(Path(path))))
-        for path in category.allow_lists:
-            sources.append(ListSource(len(sources), f"{category.name} allowlist ({Path(path).name})", category.id,
-                                      "allow", ListFile(Path(path))))
-    for extra in settings.lists:
-        if extra.path:
-            fmt = extra.format if extra.format != "auto" else "auto"
-            sources.append(ListSource(len(sources), extra.name, extra.category, "deny",
-                                      ListFile(Path(extra.path), fmt)))  # type: ignore[arg-type]
-    sources.extend(service_sources(rules.services.values(), len(sources)))
-    return sources
-
-
-def _fingerprint(sources: list[ListSource]) -> str:
-    """Changes when any list file changes (path, size, mtime) or the set of lists does."""
-    parts = []
-    for source in sources:
-        if isinstance(source.rules, ListFile):
-            try:
-                st = source.rules.path.stat()
-                parts.append(f"{source.list_id}|{source.name}|{source.rules.path}|{st.st_size}|{st.st_mtime_ns}")
-            except OSError:
-                parts.append(f"{source.list_id}|{source.rules.path}|missing")
-        else:
-            parts.append(f"{source.list_id}|{source.name}|{source.rules.entries}")
-    import hashlib
-
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+def subscriptions_for(settings: Settings, rules: Rules) -> list[Subscription]:
+    """Lists to download: the config's url: lists, and the rule packs' public lists of
+    the categories some profile of the household turns on (nothing else is fetched)."""
+    enabled = {c for p in (settings.household or {}).get("profiles", ()) for c in p.get("categories", ())}
+    return collect_subscriptions(settings.lists, rules.categories.values(), fetch=enabled)
 
 
 def _session_gap(settings: Settings) -> int:

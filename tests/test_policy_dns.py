@@ -34,7 +34,9 @@ def household(make_guardian, upstream, tmp_path):
     for name, address in [("1xbet.com", "198.51.100.20"), ("example-game.com", "198.51.100.21"),
                           ("forcesafesearch.google.com", "216.239.38.120"), ("www.google.com", "142.250.1.1")]:
         upstream.zone[name] = [("A", address)]
-    config = HOUSEHOLD.format(var=tmp_path / "var")
+    (tmp_path / "extra.txt").write_text("# a parent's own list\n0.0.0.0 extra-blocked.example\n")
+    config = HOUSEHOLD.format(var=tmp_path / "var") + (
+        f"lists:\n  - {{name: Our list, category: gambling, path: {tmp_path / 'extra.txt'}, format: hosts}}\n")
     (tmp_path / "g.yaml").write_text(config)
     return make_guardian([upstream.url], config=config)
 
@@ -76,3 +78,9 @@ def test_blocked_attempts_become_a_risk_event(household, tmp_path):
     blocked = [e for e in events if e["kind"] == "blocked" and e["category"] == "gambling"]
     assert blocked and blocked[0]["device"] == "Sam's tablet" and blocked[0]["count"] == 5
     assert blocked[0]["profile"] == "Child"
+
+
+def test_a_local_list_from_the_config_blocks_for_profiles_with_its_category(household, upstream):
+    upstream.zone["extra-blocked.example"] = [("A", "198.51.100.30")]
+    assert dig(household.port(), "extra-blocked.example", source="127.0.0.2").status == "NXDOMAIN"
+    assert dig(household.port(), "extra-blocked.example", source="127.0.0.1").values == ["198.51.100.30"]

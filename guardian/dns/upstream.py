@@ -20,7 +20,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -481,6 +481,8 @@ class UpstreamPool:
         self.deadline = deadline
         self._probes: dict[Upstream, asyncio.Task[None]] = {}
         self.failures = 0
+        # Told when an upstream goes down (kind, message, severity): the parent sees it.
+        self.on_event: Callable[[str, str, str], None] | None = None
 
     def all_down(self) -> bool:
         return all(not u.up for u in self.upstreams)
@@ -529,6 +531,10 @@ class UpstreamPool:
         if upstream.up:
             upstream.down_since = time.monotonic()
             log.warning("upstream %s is down: %s", upstream.name, why)
+            if self.on_event is not None:
+                every = self.all_down()
+                self.on_event("upstream", f"{'every upstream is down; ' if every else ''}{upstream.name}: {why}",
+                              "high" if every else "medium")
             if upstream not in self._probes:
                 self._probes[upstream] = asyncio.get_running_loop().create_task(self._probe(upstream))
 
