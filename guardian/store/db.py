@@ -85,7 +85,21 @@ _V3: list[str] = [
     "INSERT INTO meta (key, value) VALUES ('ids_generation', 0)",
 ]
 
-MIGRATIONS: list[tuple[int, Step]] = [(1, _V1), (2, _V2), (3, _V3)]
+# v4: the device registry discovery keeps (neighbour table, DHCP, ARP/NDP, sweeps); an
+# address belongs to one device at a time, so a moved address moves with one row.
+_V4: list[str] = [
+    """CREATE TABLE devices (id INTEGER PRIMARY KEY, mac TEXT NOT NULL UNIQUE, macs TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL DEFAULT '', hostname TEXT, vendor TEXT NOT NULL DEFAULT 'unknown', vendor_class TEXT,
+        client_id TEXT, fingerprint TEXT, random_mac INTEGER NOT NULL DEFAULT 0, profile TEXT, interface TEXT,
+        sources TEXT NOT NULL DEFAULT '', first_seen FLOAT NOT NULL, last_seen FLOAT NOT NULL,
+        announced INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX devices_last_seen ON devices (last_seen)",
+    """CREATE TABLE device_addresses (ip TEXT PRIMARY KEY, device_id INTEGER NOT NULL, last_seen FLOAT NOT NULL)
+        WITHOUT ROWID""",
+    "CREATE INDEX device_addresses_device ON device_addresses (device_id)",
+]
+
+MIGRATIONS: list[tuple[int, Step]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 
 

@@ -12,6 +12,8 @@ the dashboard without scanning the log:
 - ``hourly``: query counts per hour, client, profile, category, service and action;
 - ``blocked_hourly``: blocked counts per hour, domain, client and profile;
 - ``usage_hourly``: estimated active minutes per local day and hour, profile and target.
+The device registry (``devices``, ``device_addresses``) is discovery's: one row per
+device (its current MAC; earlier private MACs in ``macs``) and one per address it holds.
 In rollups 0 stands for "none" (NULLs would defeat the primary keys). ``hour`` is the
 epoch second at the start of a UTC-aligned hour.
 """
@@ -137,4 +139,36 @@ risk_events = Table(
     Column("count", Integer, nullable=False),
     Column("state", Text, nullable=False, server_default="new"),  # new | seen | dismissed
     Index("risk_events_last", "last"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mac", Text, nullable=False, unique=True),  # current MAC, lowercase aa:bb:...
+    Column("macs", Text, nullable=False, server_default=""),  # earlier (private) MACs, space-separated
+    Column("name", Text, nullable=False, server_default=""),  # household name, hostname or vendor label
+    Column("hostname", Text),  # DHCP option 12
+    Column("vendor", Text, nullable=False, server_default="unknown"),  # from the MAC's OUI
+    Column("vendor_class", Text),  # DHCP option 60
+    Column("client_id", Text),  # DHCP option 61, hex
+    Column("fingerprint", Text),  # DHCP option 55, comma-separated option numbers
+    Column("random_mac", Integer, nullable=False, server_default="0"),  # locally administered bit
+    Column("profile", Text),
+    Column("interface", Text),
+    Column("sources", Text, nullable=False, server_default=""),  # arp dhcp ndp neigh sweep dns, space-separated
+    Column("first_seen", Float, nullable=False),  # epoch seconds
+    Column("last_seen", Float, nullable=False),
+    Column("announced", Integer, nullable=False, server_default="0"),  # new-device event sent
+    Index("devices_last_seen", "last_seen"),
+)
+
+device_addresses = Table(
+    "device_addresses",
+    metadata,
+    Column("ip", Text, primary_key=True),
+    Column("device_id", Integer, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Index("device_addresses_device", "device_id"),
+    sqlite_with_rowid=False,
 )
