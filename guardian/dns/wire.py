@@ -83,11 +83,18 @@ class Question:
     do: bool
     key: bytes
     end: int  # offset just past the question section
+    text: str | None = None  # ``name``, once worked out
 
     @property
     def name(self) -> str:
         """The name as lower-case text without the trailing dot ("" for the root)."""
-        return wire_to_text(self.qname).lower()
+        text = self.text
+        if text is None:
+            text = self.text = wire_to_text(self.lname)
+        return text
+
+
+_PLAIN_OR_DOT = bytes(b for b in range(33, 127) if b != 0x5C)  # bytes written as they are
 
 
 def wire_to_text(wire: bytes) -> str:
@@ -98,13 +105,13 @@ def wire_to_text(wire: bytes) -> str:
         length = wire[pos]
         if length == 0:
             break
-        raw = wire[pos + 1 : pos + 1 + length]
-        if all(33 <= b < 127 and b not in (0x2E, 0x5C) for b in raw):
-            labels.append(raw.decode("ascii"))
-        else:
-            labels.append("".join(chr(b) if 33 <= b < 127 and b not in (0x2E, 0x5C) else f"\\{b:03d}" for b in raw))
+        labels.append(wire[pos + 1 : pos + 1 + length])
         pos += 1 + length
-    return ".".join(labels)
+    joined = b".".join(labels)
+    if not joined.translate(None, _PLAIN_OR_DOT) and joined.count(b".") == len(labels) - 1:
+        return joined.decode("ascii")
+    return ".".join("".join(chr(b) if 33 <= b < 127 and b not in (0x2E, 0x5C) else f"\\{b:03d}" for b in raw)
+                    for raw in labels)
 
 
 def text_to_wire(name: str) -> bytes:

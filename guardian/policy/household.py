@@ -119,10 +119,16 @@ class Household:
     _cache: dict[tuple[str, str | None, str | None], Device | None] = field(
         init=False, repr=False, compare=False
     )
+    _default: Profile = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         setter = object.__setattr__
         setter(self, "by_name", {p.name: p for p in self.profiles})
+        # Resolved once: it is asked for on every query from an unknown device.
+        default = self.by_name.get(self.default_profile)
+        if default is None:
+            default = self.profiles[0] if self.profiles else Profile(name=self.default_profile or "default")
+        setter(self, "_default", default)
         by_mac: dict[str, Device] = {}
         by_ip: dict[str, Device] = {}
         prefixes: list[tuple[Network, Device]] = []
@@ -147,10 +153,7 @@ class Household:
     @property
     def default(self) -> Profile:
         """The profile of unknown devices (the first profile if none is named)."""
-        profile = self.by_name.get(self.default_profile)
-        if profile is None:
-            profile = self.profiles[0] if self.profiles else Profile(name=self.default_profile or "default")
-        return profile
+        return self._default
 
     def profile_of(self, device: Device | None) -> Profile:
         """The device's profile, or the default profile (unknown device or profile)."""

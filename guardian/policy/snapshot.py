@@ -378,7 +378,7 @@ def build_snapshot(
         safesearch=safesearch,
         overrides=kept,
         budgets=budgets if budgets is not None else NoUsage(),
-        profiles={p.name: _compile_profile(p, category_ids, meta) for p in household.profiles},
+        profiles={p.name: _compile_profile(p, category_ids, meta) for p in (*household.profiles, household.default)},
         lists=meta,
         category_ids=category_ids,
         paused_devices=devices,
