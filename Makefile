@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the tests use: real DNS clients and peers, and netns tooling.
-TEST_DEBS := dnsutils knot-dnsutils dnsperf dnsmasq-base iproute2 openssl
+TEST_DEBS := dnsutils knot-dnsutils dnsperf dnsmasq-base iproute2 openssl ieee-data libpcap0.8 util-linux
 
 .PHONY: run test lint bench venv test-debs clean
 
@@ -20,8 +20,11 @@ define apt_install
 	fi
 endef
 
+# Runtime: the OUI database (device makers) and libpcap (scapy's capture filters).
+RUN_DEBS := python3-venv ieee-data libpcap0.8
+
 $(BIN)/.installed: setup.cfg pyproject.toml
-	$(call apt_install,python3-venv)
+	$(call apt_install,$(RUN_DEBS))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[fast]'
@@ -48,6 +51,8 @@ test: test-debs $(BIN)/.test-installed lint
 
 bench: test-debs $(BIN)/.test-installed
 	$(BIN)/python tests/perf/bench_dns.py
+	$(BIN)/python tests/perf/bench_matcher.py
+	$(BIN)/python tests/perf/bench_store.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
