@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from .config import Settings
+from .control import SOCKET_NAME, ControlServer
 from .dns.cache import Cache
 from .dns.chain import Answer, Next, Query, Step, build_chain
 from .dns.server import DnsServer
@@ -19,10 +23,11 @@ from .dns.steps.policy import Identify, Policy
 from .dns.steps.record import Record, Sink
 from .dns.upstream import Upstream, UpstreamPool, make_upstream, resolve_via
 from .errors import ConfigError, GuardianError
-from .policy.household import household_from_config
+from .household_service import HOUSEHOLD_DB, HouseholdService, HouseholdStore, load_household, seed_digest
+from .policy.household import Household, household_from_config
 from .policy.matcher import ListSource, Matcher, SnapshotError, compile_snapshot
 from .policy.rulepacks import Rules, load_rules
-from .policy.snapshot import MeterBudgets, PolicyHolder, build_from_rules, service_sources, with_household, with_matcher
+from .policy.snapshot import MeterBudgets, PolicyHolder, build_from_rules, service_sources, with_matcher
 from .policy.subscriptions import (
     SERVICE_FIRST_ID,
     Downloader,
@@ -36,7 +41,7 @@ from .policy.subscriptions import (
 from .store import Recorder
 from .store.db import DB_NAME
 from .store.retention import Retention
-from .usage import UsageMeter
+from .usage import UsageMeter, local_day
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ class Pipeline:
 
 
 def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: PolicyHolder,
-                   observe: Any = None) -> Pipeline:
+                   observe: Any = None, clock: Callable[[], float] = time.time) -> Pipeline:
     dns = settings.dns
     plain: list[Upstream] = []
     bootstrap_specs = dns.bootstrap or tuple(s for s in dns.upstreams if s.scheme in ("udp", "tcp"))
@@ -75,7 +80,7 @@ def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: Pol
         Identify(policy),  # which device, which profile: the log and the policy need both
         Record(recorder),  # above policy, so blocked answers are logged with their reason
         local,  # the box's own name never leaves the house
-        Policy(policy, local, observe),  # the parent's rules, on an immutable snapshot
+        Policy(policy, local, observe, clock),  # the parent's rules, on an immutable snapshot
         cache_step,  # below policy (once it lands), so a parent's change applies at once
         forward,  # last: the network
     ]
@@ -92,23 +97,45 @@ def configure_cache(cache: Cache, settings: Settings) -> None:
 
 
 class Guardian:
-    """The running daemon: DNS server and, as they land, store, policy, dashboard."""
+    """The running daemon: DNS server, store, policy, the parents' control socket.
 
-    def __init__(self, settings: Settings) -> None:
+    ``clock`` (epoch seconds) is what the policy calls "now": schedules, overrides and
+    budgets read it, so tests can drive them with a fake clock through real queries.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock
         self.cache = Cache()
         configure_cache(self.cache, settings)
         self.recorder = Recorder.from_settings(settings, session_gap=_session_gap(settings))
         self.rules = load_rules()
-        self.subscriptions = subscriptions_for(settings, self.rules)
+        seed = household_of(settings, self.rules)  # checked even when the stored household wins
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = HouseholdStore(settings.data_dir / HOUSEHOLD_DB)
+        categories, services = self.rules.categories, self.rules.services
+        loaded = load_household(store, seed, seed_digest(settings.household), clock(), categories=categories,
+                                services=services)
+        self.subscriptions = subscriptions_for(settings, self.rules, loaded.household)
         self.list_set: ListSet | None = None
-        self.meter = UsageMeter(_session_gap(settings))
-        self.policy = PolicyHolder(build_from_rules(household_of(settings, self.rules), Matcher.empty(), self.rules,
-                                                    zone=settings.zone, budgets=MeterBudgets(self.meter, settings.zone)))
-        self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe)
+        self.meter = UsageMeter(loaded.household.session_gap_minutes)
+        self.policy = PolicyHolder(build_from_rules(loaded.household, Matcher.empty(), self.rules,
+                                                    zone=settings.zone, overrides=loaded.overrides,
+                                                    budgets=MeterBudgets(self.meter, settings.zone)))
+        self.household = HouseholdService(self.policy, store, self.meter, zone=settings.zone, clock=clock,
+                                          origin=loaded.origin, seed=loaded.seed,
+                                          templates=self.rules.template_profiles(), categories=categories,
+                                          services=services, on_change=self._changed)
+        self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, clock)
         self.server: DnsServer | None = None
+        self.control: ControlServer | None = None
         self.scheduler: Any = None
         self.retention: Retention | None = None
+
+    def _changed(self) -> None:
+        """A parent's action (or an expiry) built a new snapshot: no reuse of old answers."""
+        if self.server is not None:
+            self.server.invalidate()
 
     def _server_for(self, settings: Settings) -> DnsServer:
         server = DnsServer(
@@ -139,15 +166,51 @@ class Guardian:
         self.scheduler = AsyncIOScheduler(timezone=self.settings.zone)
         # A plain function: APScheduler runs it in its thread pool, off the event loop.
         self.scheduler.add_job(self._run_retention, "interval", hours=1, id="store-retention", jitter=300)
+        # Ended overrides act no more (decide compares them with now); this drops them
+        # from the snapshot and the file, and forgets the usage of days gone by.
+        self.scheduler.add_job(self._expire, "interval", seconds=30, id="overrides-expiry")
         self._schedule_lists()
         self.scheduler.start()
+        await asyncio.to_thread(self._load_usage)
         self.server = self._server_for(self.settings)
+        self.control = ControlServer(self.household, self.settings.data_dir / SOCKET_NAME)
+        started = False
         try:
             await self.server.start()
+            started = True
+            await self.control.start()
         except BaseException:
+            if started:
+                await self.server.stop()
+            self.control = None
             await self.recorder.stop()
             self.scheduler.shutdown(wait=False)
             raise
+
+    async def _expire(self) -> None:
+        await asyncio.to_thread(self.household.expire)
+        # On the loop: the Policy step feeds the meter from this thread.
+        self.meter.forget_before(local_day(self.clock(), self.settings.zone) - timedelta(days=1))
+
+    def _load_usage(self) -> None:
+        """Today's usage so far from the store, so a restart does not refill budgets."""
+        from .store.queries import StoreReader
+
+        path = self.settings.data_dir / DB_NAME
+        if not path.exists():
+            return
+        today = local_day(self.clock(), self.settings.zone)
+        try:
+            reader = StoreReader.open(path, self.settings.zone)
+            try:
+                totals = reader.usage(today)
+            finally:
+                reader.close()
+        except Exception as exc:  # noqa: BLE001 - budgets start from zero rather than the daemon not at all
+            log.warning("today's usage could not be read from the store: %s", exc)
+            return
+        for (profile, target), minutes in totals.items():
+            self.meter.load(profile, target, today, minutes)
 
     def _observe(self, profile: str, target: str, epoch: float) -> None:
         self.meter.observe(profile, target, epoch, self.settings.zone)
@@ -237,9 +300,9 @@ class Guardian:
         if self.retention is not None:
             self.retention.close()
             self.retention = self._retention(settings)
-        household = household_of(settings, self.rules)
-        self.policy.update(lambda snap: with_household(snap, household))
-        self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe)
+        # The config's household only seeds: it replaces ours only while no parent changed it.
+        self.household.reseed(household_of(settings, self.rules), seed_digest(settings.household))
+        self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, self.clock)
         if settings.dns.upstreams != self.settings.dns.upstreams:
             self.cache.clear()
         if settings.dns.listen != self.settings.dns.listen:
@@ -255,6 +318,8 @@ class Guardian:
         await old.pool.close()
 
     async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
         if self.server is not None:
             await self.server.stop()
         if self.scheduler is not None:
@@ -276,10 +341,10 @@ def household_of(settings: Settings, rules: Rules) -> Any:
     return household
 
 
-def subscriptions_for(settings: Settings, rules: Rules) -> list[Subscription]:
+def subscriptions_for(settings: Settings, rules: Rules, household: Household) -> list[Subscription]:
     """Lists to download: the config's url: lists, and the rule packs' public lists of
     the categories some profile of the household turns on (nothing else is fetched)."""
-    enabled = {c for p in (settings.household or {}).get("profiles", ()) for c in p.get("categories", ())}
+    enabled = {c for p in household.profiles for c in p.categories}
     return collect_subscriptions(settings.lists, rules.categories.values(), fetch=enabled)
 
 

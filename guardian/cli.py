@@ -35,7 +35,45 @@ def _parser() -> argparse.ArgumentParser:
         sub = command(name, text)
         sub.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
         sub.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+    def when(sub: argparse.ArgumentParser, required: bool = False) -> None:
+        group = sub.add_mutually_exclusive_group(required=required)
+        group.add_argument("--for", dest="duration", type=_duration, metavar="DURATION",
+                           help="for how long: 30m, 1h, 90s, 2h30m")
+        group.add_argument("--until", metavar="HH:MM", help="until the next such time of day (household zone)")
+
+    sub = command("pause", "pause a device or a profile: nothing resolves for it (until resumed by default)")
+    sub.add_argument("target", metavar="TARGET", help="a device or profile name")
+    when(sub)
+    sub = command("resume", "end the pause of a device or profile")
+    sub.add_argument("target", metavar="TARGET", help="a device or profile name")
+    sub = command("bonus", "bonus time: lift a profile's schedules and budgets for a while")
+    sub.add_argument("profile", metavar="PROFILE")
+    when(sub, required=True)
+    for name, verb in (("allow", "allow"), ("block", "block")):
+        sub = command(name, f"{verb} one domain (and its subdomains) for a profile: for a while, or for good")
+        sub.add_argument("domain", metavar="DOMAIN")
+        sub.add_argument("--profile", "-p", required=True, metavar="PROFILE")
+        when(sub)
+    sub = command("usage", "today's estimated screen time against the budgets")
+    sub.add_argument("profile", metavar="PROFILE", nargs="?")
+    sub.add_argument("--json", action="store_true", help="JSON instead of a table")
+    command("export", "the household as YAML (profiles, devices, schedules, budgets)")
+    sub = command("import", "replace the household with the one in a YAML file (as 'guardian export' writes)")
+    sub.add_argument("file", metavar="FILE")
     return parser
+
+
+def _duration(text: str) -> int:
+    from .control import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+PARENT_COMMANDS = ("pause", "resume", "bonus", "allow", "block", "usage", "export", "import")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = commands.events if args.command == "events" else commands.stats
             print(report(config.load(args.config), args.since, args.json))
             return 0
+        if args.command in PARENT_COMMANDS:
+            return parent_action(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -67,6 +107,74 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def parent_action(args: argparse.Namespace) -> int:
+    """Send one parent's action to the running daemon and print what it did."""
+    import json
+
+    from . import config
+    from .control import SOCKET_NAME, DaemonNotRunning, request
+
+    settings = config.load(args.config)
+    payload: dict[str, object] = {"action": args.command}
+    if args.command in ("pause", "resume"):
+        payload["target"] = args.target
+    elif args.command in ("bonus", "usage"):
+        payload["profile"] = args.profile
+    elif args.command in ("allow", "block"):
+        payload.update(domain=args.domain, profile=args.profile)
+    elif args.command == "import":
+        try:
+            with open(args.file, encoding="utf-8") as handle:
+                payload.update(text=handle.read(), filename=args.file)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GuardianError(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from exc
+    if getattr(args, "duration", None) is not None:
+        payload["for"] = args.duration
+    elif getattr(args, "until", None):
+        payload["at"] = args.until
+    try:
+        answer = request(settings.data_dir / SOCKET_NAME, payload)
+    except DaemonNotRunning as exc:
+        if args.command == "export":
+            return export_stored(settings)
+        print(f"guardian: {exc}: start it first ('guardian run --config {args.config}' or "
+              "'systemctl start guardian')", file=sys.stderr)
+        return 1
+    if not answer.get("ok"):
+        print(f"guardian: {answer.get('error', 'the daemon refused')}", file=sys.stderr)
+        for problem in answer.get("problems", ()):
+            print(problem, file=sys.stderr)
+        return 1
+    if args.command == "export":
+        print(answer["data"], end="")
+    elif args.command == "usage" and args.json:
+        print(json.dumps(answer["data"], indent=2, ensure_ascii=False))
+    else:
+        print(answer["message"])
+    return 0
+
+
+def export_stored(settings: object) -> int:
+    """``guardian export`` with the daemon stopped: the stored household, else the seed."""
+    from . import config
+    from .app import household_of
+    from .household_service import HOUSEHOLD_DB, HouseholdStore, export_yaml
+    from .policy.household import household_from_config
+    from .policy.rulepacks import load_rules
+
+    assert isinstance(settings, config.Settings)
+    stored = HouseholdStore(settings.data_dir / HOUSEHOLD_DB).load(repair=False)
+    if stored is not None:
+        household, _problems = household_from_config(stored.household)
+        print("guardian: the daemon is not running: this is the stored household", file=sys.stderr)
+    else:
+        household = household_of(settings, load_rules())
+        print("guardian: the daemon is not running and has never stored a household: "
+              "this is the config's household: section", file=sys.stderr)
+    print(export_yaml(household), end="")
+    return 0
 
 
 def check_config(path: str) -> int:

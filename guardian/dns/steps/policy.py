@@ -11,6 +11,7 @@ answer — checked once more for a CNAME chain leading into a blocked domain.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +64,16 @@ class Identify:
 
 
 class Policy:
-    def __init__(self, holder: PolicyHolder, local: LocalNames, observe: Any = None) -> None:
+    def __init__(self, holder: PolicyHolder, local: LocalNames, observe: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.holder = holder
         self.local = local
         self.observe = observe  # (profile name, target, epoch) -> None: the usage meter
+        self.clock = clock  # epoch seconds: "now" for schedules, overrides and budgets
 
     def resolve(self, query: Query, nxt: Next) -> Answer:
         snap = self.holder.current
-        now = time.time()
+        now = self.clock()
         q = query.q
         decision = decide(q.name, q.qtype, query.device, query.profile, now, snap)
         query.decision = decision

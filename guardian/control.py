@@ -1,0 +1,252 @@
+"""The control socket: how ``guardian pause`` & co reach the running daemon.
+
+A Unix socket at ``data_dir/control.sock``, mode 0600 (only the daemon's user, and
+root, may act on the household), served by the daemon's event loop. One JSON request
+per connection, one JSON answer, then the connection closes:
+
+    {"action": "pause", "target": "Sam's tablet", "for": 1800}
+    {"ok": true, "message": "Paused Sam's tablet until 21:00"}
+    {"ok": false, "error": "no profile is called 'Kid' (profiles: 'Child', 'Adult')"}
+
+Times travel as ``"for": seconds`` or ``"at": "HH:MM"`` and become instants in the
+daemon, with its clock and the household's zone (the next such time of day).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import math
+import os
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, GuardianError
+from .household_service import FOREVER, HouseholdService, UsageLine, next_clock
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "control.sock"
+MAX_REQUEST = 4 << 20  # bytes: an imported household is a few kilobytes
+READ_TIMEOUT = 10.0  # seconds a client may take to send its request
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+class DaemonNotRunning(GuardianError):
+    """Nothing answers on the control socket."""
+
+
+def parse_duration(text: str) -> int:
+    """Seconds of "30m", "1h", "90s", "2h30m", "1d" (a bare number is minutes)."""
+    value = text.strip().lower().replace(" ", "")
+    if value.isdigit():
+        seconds = int(value) * 60
+    else:
+        found = _DURATION.fullmatch(value)
+        if not value or found is None:
+            raise ValueError(f"{text!r} is not a duration like 30m, 1h, 90s or 2h30m")
+        d, h, m, s = (int(g or 0) for g in found.groups())
+        seconds = ((d * 24 + h) * 60 + m) * 60 + s
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a duration like 30m, 1h, 90s or 2h30m")
+    return seconds
+
+
+@contextlib.contextmanager
+def _address(path: Path) -> Iterator[str]:
+    """A name for ``path`` short enough for sockaddr_un (108 bytes): the path itself,
+    or the same file through /proc/self/fd/N of its directory."""
+    if len(os.fsencode(str(path))) < 100:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
+# --- the daemon's side -----------------------------------------------------------------
+
+
+class ControlServer:
+    """Serves the household's actions on a Unix socket, on the running loop."""
+
+    def __init__(self, service: HouseholdService, path: Path) -> None:
+        self.service = service
+        self.path = path
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        if self.path.exists() or self.path.is_symlink():
+            try:
+                await asyncio.to_thread(request, self.path, {"action": "ping"}, 2.0)
+            except DaemonNotRunning:
+                self.path.unlink()  # left by a daemon that did not stop cleanly
+            except GuardianError:
+                raise GuardianError(f"{self.path} exists and is not a Guardian control socket") from None
+            else:
+                raise GuardianError(f"another Guardian is running with the data directory {self.path.parent}")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with _address(self.path) as address:
+                sock.bind(address)
+            # Before listen(): nobody can connect yet, so no one gets in under another mode.
+            os.chmod(self.path, 0o600)
+            sock.listen(16)
+            sock.setblocking(False)
+            self._server = await asyncio.start_unix_server(self._client, sock=sock, limit=MAX_REQUEST)
+        except OSError as exc:
+            sock.close()
+            raise GuardianError(f"cannot open the control socket {self.path}: {exc.strerror or exc}") from exc
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+                payload = json.loads(line)
+                if not isinstance(payload, dict):
+                    raise ValueError("not a JSON object")
+            except (TimeoutError, ValueError, asyncio.LimitOverrunError) as exc:
+                answer: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}"}
+            else:
+                answer = await self.handle(payload)
+            writer.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    async def handle(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Run one request; never raises (errors become ``{"ok": false, ...}``)."""
+        try:
+            return await self._dispatch(payload)
+        except ConfigError as exc:
+            return {"ok": False, "error": "the household has problems", "problems": exc.problems}
+        except GuardianError as exc:
+            return {"ok": False, "error": str(exc)}
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"ok": False, "error": f"bad request: {exc!r}"}
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, logged once here
+            log.exception("control request %r failed", payload.get("action"))
+            return {"ok": False, "error": f"internal error: {exc}"}
+
+    def _until(self, payload: dict[str, Any], default: float | None) -> float | None:
+        service = self.service
+        if payload.get("for") is not None:
+            seconds = float(payload["for"])
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise GuardianError("the duration must be positive")
+            return service.clock() + seconds
+        if payload.get("at"):
+            return next_clock(str(payload["at"]), service.clock(), service.zone)
+        return default
+
+    async def _dispatch(self, payload: dict[str, Any]) -> dict[str, Any]:
+        service = self.service
+        action = payload.get("action")
+        run = asyncio.to_thread  # saving touches the disk: keep it off the DNS loop
+        if action == "ping":
+            return {"ok": True, "message": "pong"}
+        if action == "pause":
+            until = self._until(payload, None)
+            change = await run(service.pause, str(payload["target"]), FOREVER if until is None else until)
+        elif action == "resume":
+            change = await run(service.resume, str(payload["target"]))
+        elif action == "bonus":
+            until = self._until(payload, None)
+            if until is None:
+                raise GuardianError("say for how long: --for 30m, or until when: --until 20:30")
+            change = await run(service.bonus, str(payload["profile"]), until)
+        elif action in ("allow", "block"):
+            method = service.allow if action == "allow" else service.block
+            change = await run(method, str(payload["domain"]), str(payload["profile"]), self._until(payload, None))
+        elif action == "usage":
+            profile = payload.get("profile")
+            lines = service.usage(str(profile) if profile is not None else None)  # reads the loop's meter
+            return {"ok": True, "message": usage_text(lines, service.household.session_gap_minutes),
+                    "data": [{"profile": u.profile, "target": u.target, "minutes": u.minutes, "budget": u.budget,
+                              "left": u.left} for u in lines]}
+        elif action == "export":
+            return {"ok": True, "message": "", "data": service.export()}
+        elif action == "import":
+            change = await run(service.import_, str(payload["text"]), str(payload.get("filename") or "<import>"))
+        else:
+            return {"ok": False, "error": f"unknown action {action!r}"}
+        return {"ok": True, "message": change.message}
+
+
+def usage_text(lines: list[UsageLine], session_gap: int) -> str:
+    """Usage as a small table, with how it is estimated."""
+    if not lines:
+        return "No budgets set and nothing counted today."
+    rows = [("profile", "target", "used", "budget", "left")]
+    for u in lines:
+        rows.append((u.profile, u.target, f"{u.minutes} min", f"{u.budget} min" if u.budget is not None else "-",
+                     f"{u.left} min" if u.left is not None else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    text = "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows)
+    return (f"{text}\n(estimated from DNS activity today: a minute counts when a device of the profile asks for "
+            f"the target in it; gaps under {session_gap} min continue a session)")
+
+
+# --- the client's side -------------------------------------------------------------------
+
+
+def request(path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    """Send one request to the daemon at ``path`` and return its answer.
+
+    Raises DaemonNotRunning when nothing listens there, GuardianError on other trouble.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            with _address(path) as address:
+                sock.connect(address)
+        except FileNotFoundError:
+            raise DaemonNotRunning(f"Guardian is not running (no control socket at {path})") from None
+        except OSError as exc:
+            if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+                raise DaemonNotRunning(f"Guardian is not running (nothing listens on {path})") from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise GuardianError(f"cannot reach the daemon at {path}: permission denied "
+                                    "(run this as the daemon's user or as root)") from None
+            raise GuardianError(f"cannot reach the daemon at {path}: {exc.strerror or exc}") from None
+        try:
+            sock.sendall(json.dumps(payload, ensure_ascii=False).encode() + b"\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError as exc:
+            raise GuardianError(f"the daemon at {path} did not answer: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+    try:
+        answer = json.loads(b"".join(chunks))
+    except ValueError:
+        raise GuardianError(f"the daemon at {path} gave no answer") from None
+    if not isinstance(answer, dict):
+        raise GuardianError(f"the daemon at {path} gave a strange answer")
+    return answer
