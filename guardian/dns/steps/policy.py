@@ -20,7 +20,7 @@ from dnslib import CNAME, EDNS0, QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord
 from ...policy.decide import Decision, check_cname_chain, decide
 from ...policy.snapshot import PolicyHolder
 from ..chain import Answer, Next, Query, then
-from ..messages import record, reply_with, soa_record
+from ..messages import POINTER_TO_QNAME, record, reply_with, soa_record
 from ..wire import HEADER, NOERROR, NXDOMAIN, T_A, T_AAAA, U32, WireError, parse_query, parse_reply, text_to_wire
 from .local import LocalNames
 
@@ -79,7 +79,9 @@ class Policy:
         query.decision = decision
         if decision.action == "block":
             query.source = "policy"
-            query.reuse_until = query.received + 1
+            cap = decision.ttl_cap
+            # Reusable for a second, never past a boundary (the end of a pause, a window).
+            query.reuse_until = query.received + (1 if cap is None or cap > 2 else 0)
             return self.blocked(query, decision)
         if decision.action == "rewrite":
             query.source = "policy"
@@ -96,9 +98,13 @@ class Policy:
                 for target in decision.budget_targets:
                     self.observe(query.profile.name, target, now)
                 query.reuse_until = 0.0  # each query counts toward the budget: no packet reuse
-            if decision.ttl_cap is not None:
-                answer = cap_ttls(answer, decision.ttl_cap)
-                query.reuse_until = 0.0
+            cap = decision.ttl_cap
+            if cap is not None:
+                answer = cap_ttls(answer, cap)
+                # The packet cache may resend these bytes for up to a second: fine while
+                # the boundary is further off than that, which is nearly always.
+                if cap <= 2:
+                    query.reuse_until = 0.0
             return answer
 
         return then(nxt(query), after)
@@ -108,7 +114,7 @@ class Policy:
         query.rcode = NOERROR
         mode = decision.block_mode or "nxdomain"
         ttl = min(BLOCK_TTL, decision.ttl_cap or BLOCK_TTL)
-        soa = [soa_record(q.name or ".", ttl)]
+        soa = [_block_soa(ttl)]
         if mode == "nxdomain":
             query.rcode = NXDOMAIN
             return reply_with(q, NXDOMAIN, authority=soa, aa=True)
@@ -148,6 +154,18 @@ class Policy:
             reply.add_ar(EDNS0(udp_len=1232))
         query.rcode = NOERROR
         return bytes(reply.pack())
+
+
+_SOAS: dict[int, bytes] = {}
+
+
+def _block_soa(ttl: int) -> bytes:
+    """The SOA of a block's answer, owned by the query name (a pointer to the question:
+    the blocked name is answered as a zone of its own), built once per TTL."""
+    found = _SOAS.get(ttl)
+    if found is None:
+        found = _SOAS[ttl] = POINTER_TO_QNAME + soa_record(".", ttl)[1:]
+    return found
 
 
 def _dnslib_name(wire: bytes) -> str:
