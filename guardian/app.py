@@ -12,6 +12,7 @@ from typing import Any
 
 from .config import Settings
 from .control import SOCKET_NAME, ControlServer
+from .discovery import Discovery
 from .dns.cache import Cache
 from .dns.chain import Answer, Next, Query, Step, build_chain
 from .dns.server import DnsServer
@@ -40,6 +41,7 @@ from .policy.subscriptions import (
 )
 from .store import Recorder
 from .store.db import DB_NAME
+from .store.records import QueryRecord
 from .store.retention import Retention
 from .usage import UsageMeter, local_day
 
@@ -128,6 +130,7 @@ class Guardian:
                                           services=services, on_change=self._changed)
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, clock)
         self.server: DnsServer | None = None
+        self.discovery: Discovery | None = None
         self.control: ControlServer | None = None
         self.scheduler: Any = None
         self.retention: Retention | None = None
@@ -162,6 +165,10 @@ class Guardian:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.load_lists()
         await self.recorder.start()
+        # After the recorder: it creates and migrates the database the registry lives in.
+        self.discovery = Discovery.from_settings(self.settings, on_new_device=self.recorder.new_device,
+                                                 on_bypass=self._bypass_seen, identify=self._identify_device)
+        await self.discovery.start()
         self.retention = self._retention(self.settings)
         self.scheduler = AsyncIOScheduler(timezone=self.settings.zone)
         # A plain function: APScheduler runs it in its thread pool, off the event loop.
@@ -183,9 +190,22 @@ class Guardian:
             if started:
                 await self.server.stop()
             self.control = None
+            await self.discovery.stop()
             await self.recorder.stop()
             self.scheduler.shutdown(wait=False)
             raise
+
+    def _identify_device(self, ip: str | None, mac: str | None, hostname: str | None) -> tuple[str | None, str]:
+        device, profile = self.policy.current.resolve(ip or "", mac, hostname)
+        return (device.name if device is not None else None), profile.name
+
+    def _bypass_seen(self, mac: str, ip: str, detail: str) -> None:
+        """A device talked to another resolver directly: a bypass risk event, in the log too."""
+        name, profile = self._identify_device(ip, mac, None)
+        self.recorder.record(QueryRecord(
+            time=self.clock(), client=ip, device=name, mac=mac, profile=profile, name=detail, qtype=0,
+            action="allowed", rcode=0, source="discovery", reason="bypass", category="bypass",
+            threat=None, severity="high"))
 
     async def _expire(self) -> None:
         await asyncio.to_thread(self.household.expire)
@@ -324,6 +344,8 @@ class Guardian:
             await self.server.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self.discovery is not None:
+            await self.discovery.stop()
         await self.recorder.stop()
         if self.retention is not None:
             self.retention.close()

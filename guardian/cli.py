@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     command("run", "run the daemon (SIGTERM/SIGINT stop, SIGHUP reloads the configuration)")
     command("check-config", "validate a configuration file; print FILE:LINE: problem lines")
     command("lists", "each list: entries, last update, last error")
+    sub = command("devices", "the device registry: name, MAC, addresses, hostname, maker, random MAC, profile")
+    sub.add_argument("--json", action="store_true", help="JSON instead of a table")
     for name, text in (("events", "risk events, newest first"), ("stats", "per-device and per-category counts")):
         sub = command(name, text)
         sub.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
@@ -89,6 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(args.config)
         if args.command == "lists":
             return show_lists(args.config)
+        if args.command == "devices":
+            from . import config
+            from .discovery import devices_report
+
+            print(devices_report(config.load(args.config), args.json))
+            return 0
         if args.command in ("events", "stats"):
             from . import config
             from .store import commands
