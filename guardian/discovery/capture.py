@@ -58,7 +58,9 @@ class Capture:
 
     def open(self) -> None:
         try:
-            from scapy.config import conf
+            # scapy.all sets up the platform's capture sockets (conf.L2listen); it is
+            # imported only here, by a box that really captures.
+            from scapy.all import conf
 
             for iface in self.interfaces:
                 self._sockets.append(conf.L2listen(iface=iface, filter=self.filter))

@@ -11,22 +11,50 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-
-from scapy.layers.dhcp import BOOTP, DHCP
-from scapy.layers.dns import DNS
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import (
-    ICMPv6ND_NA,
-    ICMPv6ND_NS,
-    ICMPv6ND_RA,
-    ICMPv6ND_RS,
-    ICMPv6NDOptDstLLAddr,
-    ICMPv6NDOptSrcLLAddr,
-    IPv6,
-)
-from scapy.layers.l2 import ARP, Ether
+from typing import TYPE_CHECKING
 
 from .vendors import is_device_mac, normal_mac
+
+if TYPE_CHECKING:
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.dns import DNS
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import (
+        ICMPv6ND_NA,
+        ICMPv6ND_NS,
+        ICMPv6ND_RA,
+        ICMPv6ND_RS,
+        ICMPv6NDOptDstLLAddr,
+        ICMPv6NDOptSrcLLAddr,
+        IPv6,
+    )
+    from scapy.layers.l2 import ARP, Ether
+
+
+def _load_scapy() -> None:
+    """Import scapy's layers on first use: they cost ~30 MB of RSS, which a box that
+    captures nothing (no ``discovery.interfaces``) should not pay."""
+    if "Ether" in globals():
+        return
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.dns import DNS
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import (
+        ICMPv6ND_NA,
+        ICMPv6ND_NS,
+        ICMPv6ND_RA,
+        ICMPv6ND_RS,
+        ICMPv6NDOptDstLLAddr,
+        ICMPv6NDOptSrcLLAddr,
+        IPv6,
+    )
+    from scapy.layers.l2 import ARP, Ether
+
+    globals().update(BOOTP=BOOTP, DHCP=DHCP, DNS=DNS, IP=IP, TCP=TCP, UDP=UDP, ICMPv6ND_NA=ICMPv6ND_NA,
+                     ICMPv6ND_NS=ICMPv6ND_NS, ICMPv6ND_RA=ICMPv6ND_RA, ICMPv6ND_RS=ICMPv6ND_RS,
+                     ICMPv6NDOptDstLLAddr=ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr=ICMPv6NDOptSrcLLAddr,
+                     IPv6=IPv6, ARP=ARP, Ether=Ether)
+
 
 MAX_DOH_HOSTS = 64  # addresses in the BPF program (each costs a few instructions; the kernel caps at 4096)
 
@@ -223,6 +251,7 @@ def read_frame(data: bytes, iface: str | None, own_macs: Collection[str], own_ip
                is_doh: DohNames, doh_hosts: Collection[str]) -> list[Found]:
     """Everything ``data`` (an Ethernet frame) shows. Frames sent by Guardian itself show no
     device or bypass, but a DNS answer it relays still teaches DoH addresses."""
+    _load_scapy()
     pkt = Ether(data)
     src_mac = normal_mac(pkt.src or "") or ""
     ours = src_mac in own_macs
