@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -30,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
 
     command("run", "run the daemon (SIGTERM/SIGINT stop, SIGHUP reloads the configuration)")
     command("check-config", "validate a configuration file; print FILE:LINE: problem lines")
-    command("lists", "each list: entries, last update, last error")
+    sub = command("lists", "each list: entries, last update, last error")
+    sub.add_argument("--refresh", action="store_true",
+                     help="download the subscribed lists now, showing progress (a running daemon picks them up)")
     sub = command("devices", "the device registry: name, MAC, addresses, hostname, maker, random MAC, profile")
     sub.add_argument("--json", action="store_true", help="JSON instead of a table")
     for name, text in (("events", "risk events, newest first"), ("stats", "per-device and per-category counts")):
@@ -90,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return run(args.config)
         if args.command == "lists":
-            return show_lists(args.config)
+            return show_lists(args.config, refresh=args.refresh)
         if args.command == "devices":
             from . import config
             from .discovery import devices_report
@@ -193,17 +196,23 @@ def check_config(path: str) -> int:
     return 0
 
 
-def show_lists(path: str) -> int:
+def show_lists(path: str, refresh: bool = False) -> int:
     """The compiled lists (entries, invalid lines) and the subscriptions' download status."""
     import datetime
 
     from . import config
+    from .app import household_of, subscriptions_for
     from .policy.matcher import Matcher, SnapshotError
     from .policy.rulepacks import load_rules
-    from .policy.subscriptions import collect_subscriptions, format_status_table, statuses_for
+    from .policy.subscriptions import format_status_table, statuses_for
 
     settings = config.load(path)
+    rules = load_rules()
+    subs = subscriptions_for(settings, rules, household_of(settings, rules))
     root = settings.data_dir / "lists"
+    downloads = root / "downloads"
+    if refresh:
+        asyncio.run(_refresh_lists(settings, subs, downloads))
     try:
         matcher = Matcher.load(root)
     except (OSError, SnapshotError):
@@ -214,11 +223,33 @@ def show_lists(path: str) -> int:
         print(f"  {'category':<22} {'kind':<6} {'entries':>8} {'invalid':>8}  name")
         for info in sorted(matcher.lists.values(), key=lambda i: (i.category, i.name)):
             print(f"  {info.category:<22} {info.kind:<6} {info.entries:>8} {info.invalid:>8}  {info.name}")
-    subs = collect_subscriptions(settings.lists, load_rules().categories.values())
     if subs:
         print("\nsubscriptions:")
-        print(format_status_table(statuses_for(subs, root)))
+        print(format_status_table(statuses_for(subs, downloads)))
     return 0
+
+
+async def _refresh_lists(settings: object, subs: Sequence[object], downloads: object) -> None:
+    """Download every subscription now, through the configured upstreams, with progress."""
+    from . import config
+    from .dns.upstream import make_upstream, resolve_via
+    from .policy.subscriptions import Downloader, Subscription, progress_printer
+
+    assert isinstance(settings, config.Settings)
+    dns = settings.dns
+    plain = [make_upstream(s) for s in (dns.bootstrap or tuple(u for u in dns.upstreams if u.scheme in ("udp", "tcp")))]
+
+    async def resolve_host(name: str) -> str:
+        return await resolve_via(plain, name)
+
+    downloader = Downloader(downloads, resolve_host if plain else None, ca_file=dns.tls_ca_file)  # type: ignore[arg-type]
+    for sub in subs:
+        assert isinstance(sub, Subscription)
+        status = await downloader.refresh(sub, progress=progress_printer(sub.name))
+        print(f"\r{sub.name}: {status.outcome}" + (f" ({status.last_error})" if status.last_error else "") + " " * 20,
+              file=sys.stderr)
+    for upstream in plain:
+        await upstream.close()
 
 
 def run(path: str) -> int:
@@ -249,6 +280,11 @@ async def _serve(path: str, settings: object) -> int:
     assert isinstance(settings, config.Settings)
     daemon = Guardian(settings)
     await daemon.start()
+    # Everything built so far (modules, rules, the household) lives as long as the
+    # daemon: keep it out of the garbage collector's full passes, which would otherwise
+    # walk it all and hold answers up for tens of milliseconds (Instagram's gc.freeze).
+    gc.collect()
+    gc.freeze()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloading: set[asyncio.Task[None]] = set()

@@ -142,3 +142,33 @@ def test_shipped_configurations_are_valid(shipped):
     path = Path(__file__).parents[1] / "systemd" / shipped
     result = run_cli("check-config", "--config", str(path))
     assert result.returncode == 0, result.stderr
+
+
+def test_lists_refresh_downloads_with_progress_and_shows_the_status(tmp_path):
+    import http.server
+    import threading
+
+    body = b"# test list\n" + b"".join(f"0.0.0.0 bad{i}.example\n".encode() for i in range(500))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = tmp_path / "g.yaml"
+        config.write_text(f"data_dir: ./var\nlists:\n  - {{name: Test list, category: adult, "
+                          f"url: 'http://127.0.0.1:{server.server_port}/list.txt'}}\n")
+        result = run_cli("lists", "--config", str(config), "--refresh")
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    assert "Test list: updated" in result.stderr
+    assert "Test list" in result.stdout and "500" in result.stdout
