@@ -20,7 +20,7 @@ from .dns.steps.cache import CacheStep
 from .dns.steps.forward import Forward
 from .dns.steps.guard import Guard
 from .dns.steps.local import LocalNames
-from .dns.steps.policy import Identify, Policy
+from .dns.steps.policy import DeviceHint, Identify, Policy
 from .dns.steps.record import Record, Sink
 from .dns.upstream import Upstream, UpstreamPool, make_upstream, resolve_via
 from .errors import ConfigError, GuardianError
@@ -61,7 +61,8 @@ class Pipeline:
 
 
 def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: PolicyHolder,
-                   observe: Any = None, clock: Callable[[], float] = time.time) -> Pipeline:
+                   observe: Any = None, clock: Callable[[], float] = time.time,
+                   hint: DeviceHint | None = None) -> Pipeline:
     dns = settings.dns
     plain: list[Upstream] = []
     bootstrap_specs = dns.bootstrap or tuple(s for s in dns.upstreams if s.scheme in ("udp", "tcp"))
@@ -79,7 +80,7 @@ def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: Pol
     forward = Forward(pool, dns.max_inflight)
     steps: list[Step] = [
         guard,  # first: refuse strangers and floods before any work is spent on them
-        Identify(policy),  # which device, which profile: the log and the policy need both
+        Identify(policy, hint=hint),  # which device, which profile: the log and the policy need both
         Record(recorder),  # above policy, so blocked answers are logged with their reason
         local,  # the box's own name never leaves the house
         Policy(policy, local, observe, clock),  # the parent's rules, on an immutable snapshot
@@ -128,7 +129,8 @@ class Guardian:
                                           origin=loaded.origin, seed=loaded.seed,
                                           templates=self.rules.template_profiles(), categories=categories,
                                           services=services, on_change=self._changed)
-        self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, clock)
+        self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, clock,
+                                       self._device_hint)
         self.server: DnsServer | None = None
         self.discovery: Discovery | None = None
         self.control: ControlServer | None = None
@@ -194,6 +196,14 @@ class Guardian:
             await self.recorder.stop()
             self.scheduler.shutdown(wait=False)
             raise
+
+    def _device_hint(self, ip: str) -> tuple[str | None, str | None]:
+        """(MAC, hostname) that discovery knows for ``ip`` (IPv6 and DHCP names included)."""
+        discovery = self.discovery
+        if discovery is None:
+            return None, None
+        device = discovery.registry.by_ip.get(ip)
+        return (device.mac, device.hostname) if device is not None else (None, None)
 
     def _identify_device(self, ip: str | None, mac: str | None, hostname: str | None) -> tuple[str | None, str]:
         device, profile = self.policy.current.resolve(ip or "", mac, hostname)
@@ -322,7 +332,8 @@ class Guardian:
             self.retention = self._retention(settings)
         # The config's household only seeds: it replaces ours only while no parent changed it.
         self.household.reseed(household_of(settings, self.rules), seed_digest(settings.household))
-        self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, self.clock)
+        self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, self.clock,
+                                       self._device_hint)
         if settings.dns.upstreams != self.settings.dns.upstreams:
             self.cache.clear()
         if settings.dns.listen != self.settings.dns.listen:

@@ -26,3 +26,22 @@ def test_a_bypass_seen_by_discovery_becomes_a_risk_event(make_guardian, upstream
                              capture_output=True, text=True, timeout=30)
     assert devices.returncode == 0, devices.stderr
     assert isinstance(json.loads(devices.stdout), list)
+
+
+def test_a_device_named_by_its_dhcp_hostname_gets_its_profile(make_guardian, upstream, tmp_path):
+    from conftest import dig
+    from guardian.discovery.registry import Device
+
+    upstream.zone["1xbet.com"] = [("A", "198.51.100.20")]
+    config = (f"data_dir: {tmp_path / 'var'}\n"
+              "household:\n  default_profile: Adult\n"
+              "  profiles: [{name: Child, categories: [gambling]}, {name: Adult}]\n"
+              "  devices: [{name: Sam's iPad, hostname: sams-ipad, profile: Child}]\n")
+    g = make_guardian([upstream.url], config=config)
+    assert dig(g.port(), "1xbet.com", source="127.0.0.6").values == ["198.51.100.20"]  # not known yet
+    seen = Device(mac="3a:11:22:33:44:55", first_seen=0.0, last_seen=0.0, addresses={"127.0.0.6": 0.0},
+                  hostname="sams-ipad")
+    g.loop.call_soon_threadsafe(g.daemon.discovery.registry.by_ip.__setitem__, "127.0.0.6", seen)
+    g.loop.call_soon_threadsafe(g.daemon.server.invalidate)
+    time.sleep(0.2)
+    assert dig(g.port(), "www.1xbet.com", source="127.0.0.6").status == "NXDOMAIN"

@@ -53,13 +53,27 @@ class Neighbours:
         return self._table.get(ip)
 
 
+DeviceHint = Callable[[str], tuple[str | None, str | None]]  # ip -> (MAC, hostname) from discovery
+
+
 class Identify:
-    def __init__(self, holder: PolicyHolder, neighbours: Neighbours | None = None) -> None:
+    """Client address -> device and profile: MAC from the kernel's neighbour table, or
+    from device discovery (which also knows IPv6 neighbours and DHCP hostnames)."""
+
+    def __init__(self, holder: PolicyHolder, neighbours: Neighbours | None = None,
+                 hint: DeviceHint | None = None) -> None:
         self.holder = holder
         self.neighbours = neighbours or Neighbours()
+        self.hint = hint
 
     def resolve(self, query: Query, nxt: Next) -> Answer:
-        query.device, query.profile = self.holder.current.resolve(query.client, self.neighbours.mac(query.client))
+        client = query.client
+        mac = self.neighbours.mac(client)
+        hostname = None
+        if self.hint is not None:
+            known_mac, hostname = self.hint(client)
+            mac = mac or known_mac
+        query.device, query.profile = self.holder.current.resolve(client, mac, hostname)
         return nxt(query)
 
 
