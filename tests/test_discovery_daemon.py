@@ -30,6 +30,7 @@ def test_a_bypass_seen_by_discovery_becomes_a_risk_event(make_guardian, upstream
 
 def test_a_device_named_by_its_dhcp_hostname_gets_its_profile(make_guardian, upstream, tmp_path):
     from conftest import dig
+
     from guardian.discovery.registry import Device
 
     upstream.zone["1xbet.com"] = [("A", "198.51.100.20")]
