@@ -109,6 +109,12 @@ class Guardian:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
+        self.server: DnsServer | None = None
+        self.discovery: Discovery | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.control: ControlServer | None = None
+        self.scheduler: Any = None
+        self.retention: Retention | None = None
         self.cache = Cache()
         configure_cache(self.cache, settings)
         self.recorder = Recorder.from_settings(settings, session_gap=_session_gap(settings))
@@ -131,16 +137,23 @@ class Guardian:
                                           services=services, on_change=self._changed)
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, clock,
                                        self._device_hint)
-        self.server: DnsServer | None = None
-        self.discovery: Discovery | None = None
-        self.control: ControlServer | None = None
-        self.scheduler: Any = None
-        self.retention: Retention | None = None
 
     def _changed(self) -> None:
-        """A parent's action (or an expiry) built a new snapshot: no reuse of old answers."""
+        """A parent's action (or an expiry) built a new snapshot: no reuse of old answers.
+
+        May run in a worker thread. When the household now turns on a category whose
+        public lists are not subscribed yet (an import, say), subscribe on the loop.
+        """
         if self.server is not None:
             self.server.invalidate()
+        subs = subscriptions_for(self.settings, self.rules, self.policy.current.household)
+        if subs != self.subscriptions and self.loop is not None:
+            self.loop.call_soon_threadsafe(self._resubscribe, subs)
+
+    def _resubscribe(self, subs: list[Subscription]) -> None:
+        self.subscriptions = subs
+        if self.scheduler is not None:
+            self._schedule_lists()  # replaces the jobs; missing lists are fetched a minute later
 
     def _server_for(self, settings: Settings) -> DnsServer:
         server = DnsServer(
@@ -164,6 +177,7 @@ class Guardian:
     async def start(self) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+        self.loop = asyncio.get_running_loop()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.load_lists()
         await self.recorder.start()

@@ -84,3 +84,12 @@ def test_a_local_list_from_the_config_blocks_for_profiles_with_its_category(hous
     upstream.zone["extra-blocked.example"] = [("A", "198.51.100.30")]
     assert dig(household.port(), "extra-blocked.example", source="127.0.0.2").status == "NXDOMAIN"
     assert dig(household.port(), "extra-blocked.example", source="127.0.0.1").values == ["198.51.100.30"]
+
+
+def test_importing_a_household_subscribes_to_its_new_categories_lists(make_guardian, upstream, tmp_path):
+    g = make_guardian([upstream.url], config=f"data_dir: {tmp_path / 'var'}\n")
+    assert g.daemon.subscriptions == []
+    g.daemon.household.import_("household:\n  profiles:\n    - {name: Kid, categories: [gambling]}\n")
+    time.sleep(0.3)
+    assert {s.category for s in g.daemon.subscriptions} == {"gambling"}
+    assert g.daemon.scheduler.get_job("guardian-lists-first-refresh") is not None
