@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -62,7 +62,7 @@ class Pipeline:
 
 def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: PolicyHolder,
                    observe: Any = None, clock: Callable[[], float] = time.time,
-                   hint: DeviceHint | None = None) -> Pipeline:
+                   hint: DeviceHint | None = None, services: Collection[str] = ()) -> Pipeline:
     dns = settings.dns
     plain: list[Upstream] = []
     bootstrap_specs = dns.bootstrap or tuple(s for s in dns.upstreams if s.scheme in ("udp", "tcp"))
@@ -81,7 +81,7 @@ def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: Pol
     steps: list[Step] = [
         guard,  # first: refuse strangers and floods before any work is spent on them
         Identify(policy, hint=hint),  # which device, which profile: the log and the policy need both
-        Record(recorder),  # above policy, so blocked answers are logged with their reason
+        Record(recorder, clock, services),  # above policy, so blocked answers are logged with their reason
         local,  # the box's own name never leaves the house
         Policy(policy, local, observe, clock),  # the parent's rules, on an immutable snapshot
         cache_step,  # below policy (once it lands), so a parent's change applies at once
@@ -136,7 +136,7 @@ class Guardian:
                                           templates=self.rules.template_profiles(), categories=categories,
                                           services=services, on_change=self._changed)
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, clock,
-                                       self._device_hint)
+                                       self._device_hint, self.rules.services)
 
     def _changed(self) -> None:
         """A parent's action (or an expiry) built a new snapshot: no reuse of old answers.
@@ -347,7 +347,7 @@ class Guardian:
         # The config's household only seeds: it replaces ours only while no parent changed it.
         self.household.reseed(household_of(settings, self.rules), seed_digest(settings.household))
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, self.clock,
-                                       self._device_hint)
+                                       self._device_hint, self.rules.services)
         if settings.dns.upstreams != self.settings.dns.upstreams:
             self.cache.clear()
         if settings.dns.listen != self.settings.dns.listen:

@@ -56,7 +56,8 @@ class Running:
         ready = threading.Event()
         self.thread = threading.Thread(target=self._main, args=(ready,), daemon=True)
         self.thread.start()
-        ready.wait(10)
+        if not ready.wait(60):
+            raise TimeoutError("Guardian did not start within 60 s")
         if self.error:
             raise self.error
 
@@ -72,7 +73,7 @@ class Running:
         ready.set()
         self.loop.run_forever()
 
-    def call(self, coro: Any, timeout: float = 10) -> Any:
+    def call(self, coro: Any, timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def port(self, family: str = "4", proto: str = "udp") -> int:
@@ -83,9 +84,10 @@ class Running:
         raise LookupError(family)
 
     def stop(self) -> None:
-        if self.daemon is not None:
+        daemon, self.daemon = self.daemon, None
+        if daemon is not None:
             try:
-                self.call(self.daemon.stop())
+                self.call(daemon.stop())
             finally:
                 self.loop.call_soon_threadsafe(self.loop.stop)
                 self.thread.join(5)

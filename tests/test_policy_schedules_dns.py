@@ -230,3 +230,19 @@ def test_a_cname_chain_into_a_blocked_list_is_blocked(home, clock, upstream):
     assert [q for q in upstream.queries if q[1] == "www.cdn-front.example"]  # it was asked, then refused
     adult = dig(home.port(), "www.cdn-front.example", source=ADULT)
     assert ("www.cdn-front.example", 300, "CNAME", "edge.gamble.example") in adult.answers
+
+
+def test_budget_usage_survives_a_restart(home, clock, make_guardian, tmp_path):
+    at(home, clock, "2024-06-07 10:00:05")
+    assert answered(home, "video.example", CHILD)
+    at(home, clock, "2024-06-07 10:01:05")
+    assert answered(home, "video.example", CHILD)
+    assert home.daemon.household.usage("Child")[0].minutes == 2
+    home.stop()  # the store writes what is queued on the way out
+    again = make_guardian([f"udp://127.0.0.1:{home.settings.dns.upstreams[0].port}"],
+                          config=(tmp_path / "g.yaml").read_text())
+    assert again.daemon.household.usage("Child")[0].minutes == 2  # not a fresh allowance
+    at(again, clock, "2024-06-07 10:02:05")
+    assert answered(again, "video.example", CHILD)
+    at(again, clock, "2024-06-07 10:03:05")
+    assert dig(again.port(), "video.example", source=CHILD).status == "NXDOMAIN"

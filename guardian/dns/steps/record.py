@@ -8,6 +8,7 @@ decided them. ``record()`` is an O(1) append; the store writes in batches elsewh
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from ...store.records import QueryRecord
@@ -31,10 +32,20 @@ def action_of(query: Query) -> str:
     return "allowed"
 
 
-def record_of(query: Query, now: float) -> QueryRecord:
+def record_of(query: Query, now: float, services: Collection[str] = ()) -> QueryRecord:
     device = query.device
     profile = query.profile
     d = query.decision
+    category = getattr(d, "category", None) or None
+    service = getattr(d, "service", None) or None
+    if d is not None and not category and not service and d.budget_targets:
+        # An allowed name that counts toward a budget: log its target, so the store's
+        # usage minutes (what a restart reloads) are the ones the budget counted.
+        target = d.budget_targets[0]
+        if target in services:
+            service = target
+        else:
+            category = target
     return QueryRecord(
         time=now,
         client=query.client,
@@ -47,8 +58,8 @@ def record_of(query: Query, now: float) -> QueryRecord:
         rcode=query.rcode,
         source=query.source,
         reason=d.reason if d is not None else "",
-        category=getattr(d, "category", None),
-        service=getattr(d, "service", None),
+        category=category,
+        service=service,
         list_name=getattr(d, "list_name", None),
         rule=getattr(d, "rule", None),
         schedule=getattr(d, "schedule", None),
@@ -59,15 +70,17 @@ def record_of(query: Query, now: float) -> QueryRecord:
 
 
 class Record:
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, clock: Callable[[], float] = time.time, services: Collection[str] = ()) -> None:
         self.sink = sink
+        self.clock = clock  # the daemon's "now", as the policy sees it
+        self.services = frozenset(services)  # service ids (budget targets that are not categories)
 
     def resolve(self, query: Query, nxt: Next) -> Answer:
         def log(answer: bytes) -> bytes:
-            rec = record_of(query, time.time())
+            rec = record_of(query, self.clock(), self.services)
             self.sink.record(rec)
-            sink = self.sink
-            query.repeat = lambda epoch: sink.repeat(rec, epoch)
+            sink, clock = self.sink, self.clock
+            query.repeat = lambda _epoch: sink.repeat(rec, clock())
             return answer
 
         return then(nxt(query), log)
