@@ -9,8 +9,8 @@ answered without waiting (cache hits, blocks, refusals, local names), and on tha
 no coroutine or Task is created at all: a step that has nothing to wait for returns
 bytes, and only the steps that really wait (the upstream) return an awaitable. Steps
 that act on what comes back use ``then`` (or their own small coroutine) so they work
-either way. Measured: this halves the Python cost of a cache hit against an
-all-async chain.
+either way. (A cache hit cost 10.6 us of Python through the all-async chain this
+replaced; most of it was coroutine and Task machinery.)
 """
 
 from __future__ import annotations
