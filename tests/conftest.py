@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import re
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import hypothesis  # noqa: F401 - imported (and assertion-rewritten) before test threads start:
 
@@ -154,6 +158,31 @@ def dig(port: int, name: str, qtype: str = "A", *, server: str = "127.0.0.1", tc
         elif not line.strip():
             section = ""
     return Dig(status.group(1) if status else "TIMEOUT", set(flags.group(1).split()) if flags else set(), answers, text)
+
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def paris(text: str) -> float:
+    """Epoch seconds of a Paris wall time "YYYY-MM-DD HH:MM[:SS]" (first one in a fold)."""
+    return datetime.fromisoformat(text).replace(tzinfo=PARIS).timestamp()
+
+
+class FakeClock:
+    """The daemon's "now" (Guardian(clock=...)), moved by the test."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def use_fake_clock(monkeypatch: pytest.MonkeyPatch, start: str) -> FakeClock:
+    """Daemons started by make_guardian from now on read this clock (Paris wall time ``start``)."""
+    fake = FakeClock(paris(start))
+    monkeypatch.setattr(sys.modules[__name__], "Guardian", functools.partial(Guardian, clock=fake))
+    return fake
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:

@@ -15,6 +15,24 @@ from typing import Any
 from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SOA, A, DNSRecord
 
 
+def serve_in_thread(serve: Any) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    """Run ``serve()`` (which starts servers) on a new loop in a daemon thread; return once it has."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise TimeoutError("the fake server did not start")
+    return loop, thread
+
+
 @dataclass
 class Behaviour:
     silent: bool = False
@@ -63,18 +81,8 @@ class FakeDns:
     # -- running in a thread of its own --------------------------------------------
 
     def start(self) -> FakeDns:
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self._thread.start()
-        ready.wait(5)
+        self._loop, self._thread = serve_in_thread(self._serve)
         return self
-
-    def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
-        ready.set()
-        self._loop.run_forever()
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -174,18 +182,8 @@ class EncryptedFakeDns:
         self.doh_peers: set[Any] = set()  # one source port per client connection
 
     def start(self) -> EncryptedFakeDns:
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._loop, self._thread = serve_in_thread(self._serve)
         return self
-
-    def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
-        ready.set()
-        self._loop.run_forever()
 
     async def _serve(self) -> None:
         from aiohttp import web

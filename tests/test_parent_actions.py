@@ -7,24 +7,18 @@ and every effect is checked with real dig queries from the devices' loopback add
 
 from __future__ import annotations
 
-import functools
 import os
 import stat
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-import conftest
 import pytest
 import yaml
-from conftest import dig
+from conftest import FakeClock, dig, use_fake_clock
 
-from guardian.app import Guardian
 from guardian.household_service import HOUSEHOLD_DB, HouseholdStore
 
-PARIS = ZoneInfo("Europe/Paris")
 GUARDIAN = [sys.executable, "-m", "guardian"]
 
 HOUSEHOLD = """
@@ -53,23 +47,12 @@ household:
 SAM, LAPTOP, ALEX, PARENT = "127.0.0.2", "127.0.0.5", "127.0.0.3", "127.0.0.1"
 
 
-def paris(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=PARIS).timestamp()
 
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def clock(monkeypatch):
-    fake = FakeClock(paris("2024-06-03 17:00"))  # a Monday afternoon, before bedtime
-    monkeypatch.setattr(conftest, "Guardian", functools.partial(Guardian, clock=fake))
-    return fake
+    return use_fake_clock(monkeypatch, "2024-06-03 17:00")
 
 
 @pytest.fixture

@@ -6,18 +6,10 @@ queries from loopback addresses, one per device. Times are wall times in Europe/
 
 from __future__ import annotations
 
-import functools
 import re
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
-import conftest
 import pytest
-from conftest import dig
-
-from guardian.app import Guardian
-
-PARIS = ZoneInfo("Europe/Paris")
+from conftest import FakeClock, dig, paris, use_fake_clock
 
 HOUSEHOLD = """
 data_dir: {var}
@@ -62,25 +54,12 @@ NAMES = {
 CHILD, NIGHT, ADULT = "127.0.0.2", "127.0.0.4", "127.0.0.1"
 
 
-def paris(text: str) -> float:
-    """Epoch seconds of a Paris wall time "YYYY-MM-DD HH:MM[:SS]" (first one in a fold)."""
-    return datetime.fromisoformat(text).replace(tzinfo=PARIS).timestamp()
 
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def clock(monkeypatch):
-    fake = FakeClock(paris("2024-06-03 10:00"))  # a Monday
-    # conftest.Running builds Guardian(settings): give it our clock.
-    monkeypatch.setattr(conftest, "Guardian", functools.partial(Guardian, clock=fake))
-    return fake
+    return use_fake_clock(monkeypatch, "2024-06-03 10:00")
 
 
 @pytest.fixture
