@@ -459,12 +459,9 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each dnsperf run (default 10)")
-    parser.add_argument("--quick", action="store_true", help="2 s runs and a short -q ladder: a smoke run")
-    args = parser.parse_args()
-    seconds, ladder = (2.0, [50, 200]) if args.quick else (args.seconds, [25, 50, 100, 200, 400])
+def harness(prefix: str, body: Callable[[Processes, Path], None]) -> int:
+    """Run ``body(procs, tmp)`` with dnsperf/dnsmasq checked, then end every process it
+    started and remove its temp dir, whatever happens. Returns the exit status."""
     for tool in ("dnsperf", "dnsmasq"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             print(f"{tool} is not installed", file=sys.stderr)
@@ -474,9 +471,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     procs = Processes()
-    tmp = Path(tempfile.mkdtemp(prefix="guardian-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        run(seconds, ladder, procs, tmp)
+        body(procs, tmp)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
@@ -487,6 +484,15 @@ def main() -> int:
         procs.end_all()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each dnsperf run (default 10)")
+    parser.add_argument("--quick", action="store_true", help="2 s runs and a short -q ladder: a smoke run")
+    args = parser.parse_args()
+    seconds, ladder = (2.0, [50, 200]) if args.quick else (args.seconds, [25, 50, 100, 200, 400])
+    return harness("guardian-bench-", lambda procs, tmp: run(seconds, ladder, procs, tmp))
 
 
 if __name__ == "__main__":

@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -259,10 +257,6 @@ def run(args: argparse.Namespace, procs: dns.Processes, tmp: Path) -> None:
           "or their www. subdomains, alternating with cached names)")
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--domains", type=int, default=1_000_000, help="list size (default 1,000,000)")
@@ -270,26 +264,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each dnsperf run (default 5)")
     parser.add_argument("--quick", action="store_true", help="2 s runs and a short -q ladder: a smoke run")
     args = parser.parse_args()
-    for tool in ("dnsperf", "dnsmasq"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            print(f"{tool} is not installed", file=sys.stderr)
-            return 2
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    procs = dns.Processes()
-    tmp = Path(tempfile.mkdtemp(prefix="guardian-bench-policy-"))
-    try:
-        run(args, procs, tmp)
-    except dns.BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        procs.end_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return dns.harness("guardian-bench-policy-", lambda procs, tmp: run(args, procs, tmp))
 
 
 if __name__ == "__main__":
