@@ -364,14 +364,35 @@ def _mac(text: str) -> str:
     return cleaned
 
 
-def _block_target(node: yaml.Node, path: str, ctx: _Context) -> str | tuple[str, ...]:
-    if isinstance(node, yaml.ScalarNode):
-        value = _scalar(node)
-        if value != "all":
-            raise _Bad("block: is 'all' or a list of categories/services", node)
-        return "all"
-    result: tuple[str, ...] = listof(string)(node, path, ctx)
-    return result
+def block_targets(ident: Parser) -> Parser:
+    """A schedule's ``block:``: 'all', or a list of category/service ids read by ``ident``."""
+    def parse(node: yaml.Node, path: str, ctx: _Context) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            if _scalar(node) != "all":
+                raise _Bad("block: is 'all' or a list of categories/services", node)
+            return "all"
+        return listof(ident)(node, path, ctx)
+    return parse
+
+
+def schedule_schema(ident: Parser) -> Parser:
+    """One schedule window (config household profiles and rules/profiles.yaml templates)."""
+    return mapping(
+        {
+            "name": string,
+            "days": listof(choice(*DAYS), allow_single=True),
+            "from": converted(_clock),
+            "to": converted(_clock),
+            "block": block_targets(ident),
+            "allow": listof(converted(_domain), allow_single=True),
+        },
+        required=("name", "days", "from", "to", "block"),
+    )
+
+
+def budget_schema(ident: Parser) -> Parser:
+    """One daily budget: a category or service id and its minutes."""
+    return mapping({"target": ident, "minutes": integer(0, 1440)}, required=("target", "minutes"))
 
 
 def _list_entry(node: yaml.Node, path: str, ctx: _Context) -> ListSettings | None:
@@ -463,22 +484,8 @@ SCHEMA = mapping(
                             "bypass_protection": boolean,
                             "deny": listof(converted(_domain), allow_single=True),
                             "allow": listof(converted(_domain), allow_single=True),
-                            "schedules": listof(
-                                mapping(
-                                    {
-                                        "name": string,
-                                        "days": listof(choice(*DAYS), allow_single=True),
-                                        "from": converted(_clock),
-                                        "to": converted(_clock),
-                                        "block": _block_target,
-                                        "allow": listof(converted(_domain), allow_single=True),
-                                    },
-                                    required=("name", "days", "from", "to", "block"),
-                                )
-                            ),
-                            "budgets": listof(
-                                mapping({"target": string, "minutes": integer(0, 1440)}, required=("target", "minutes"))
-                            ),
+                            "schedules": listof(schedule_schema(string)),
+                            "budgets": listof(budget_schema(string)),
                         },
                         required=("name",),
                     )

@@ -23,21 +23,19 @@ from typing import Any
 import yaml
 
 from ..config import (
-    DAYS,
     Parser,
     _Bad,
-    _clock,
     _Context,
     _domain,
     _http_url,
     _Loader,
-    _scalar,
     boolean,
+    budget_schema,
     choice,
     converted,
-    integer,
     listof,
     mapping,
+    schedule_schema,
     string,
 )
 from ..errors import ConfigError
@@ -312,15 +310,6 @@ def _bundled_path(text: str) -> str:
     return text
 
 
-def _block(node: yaml.Node, path: str, ctx: _Context) -> str | tuple[_At, ...]:
-    if isinstance(node, yaml.ScalarNode):
-        if _scalar(node) != "all":
-            raise _Bad("block: is 'all' or a list of category/service ids", node)
-        return "all"
-    result: tuple[_At, ...] = listof(_located(string))(node, path, ctx)
-    return result
-
-
 _IDS = listof(_located(converted(_identifier)))
 
 _CATEGORY = mapping(
@@ -400,25 +389,8 @@ _TEMPLATES = mapping(
                         "youtube": choice(*YOUTUBE_MODES),
                         "bypass_protection": boolean,
                         "block_mode": choice(*BLOCK_MODES),
-                        "schedules": listof(
-                            mapping(
-                                {
-                                    "name": string,
-                                    "days": listof(choice(*DAYS), allow_single=True),
-                                    "from": converted(_clock),
-                                    "to": converted(_clock),
-                                    "block": _block,
-                                    "allow": listof(converted(_domain), allow_single=True),
-                                },
-                                required=("name", "days", "from", "to", "block"),
-                            )
-                        ),
-                        "budgets": listof(
-                            mapping(
-                                {"target": _located(string), "minutes": integer(0, 1440)},
-                                required=("target", "minutes"),
-                            )
-                        ),
+                        "schedules": listof(schedule_schema(_located(string))),
+                        "budgets": listof(budget_schema(_located(string))),
                     },
                     required=("id", "name", "description", "categories"),
                 )
