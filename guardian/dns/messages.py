@@ -14,7 +14,6 @@ from .wire import (
     RR_FIXED,
     T_A,
     T_AAAA,
-    T_CNAME,
     T_HINFO,
     T_SOA,
     Question,
@@ -64,7 +63,3 @@ def soa_record(zone: str, ttl: int) -> bytes:
     owner = text_to_wire(zone)
     rdata = text_to_wire("guardian.invalid") + text_to_wire("hostmaster.guardian.invalid") + struct.pack(">IIIII", 1, 3600, 600, 86400, ttl)
     return record(T_SOA, ttl, rdata, owner)
-
-
-def cname_record(target: str, ttl: int, owner: bytes = POINTER_TO_QNAME) -> bytes:
-    return record(T_CNAME, ttl, text_to_wire(target), owner)
