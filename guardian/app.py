@@ -117,7 +117,8 @@ class Guardian:
         self.retention: Retention | None = None
         self.cache = Cache()
         configure_cache(self.cache, settings)
-        self.recorder = Recorder.from_settings(settings, session_gap=_session_gap(settings))
+        # The query log is written by a child process: see store/process.py for why.
+        self.recorder = Recorder.from_settings(settings, session_gap=_session_gap(settings), process=True)
         self.rules = load_rules()
         seed = household_of(settings, self.rules)  # checked even when the stored household wins
         settings.data_dir.mkdir(parents=True, exist_ok=True)

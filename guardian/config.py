@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .dns.server import parse_hostport
-from .dns.upstream import UpstreamSpec, parse_upstream
+from .dns.spec import UpstreamSpec, parse_upstream
 from .errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -25,7 +25,7 @@ from fakedns import FakeDns
 
 from guardian.app import Guardian
 from guardian.config import DnsSettings, Settings, parse
-from guardian.dns.upstream import parse_upstream
+from guardian.dns.spec import parse_upstream
 
 ZONE = {
     "example.com": [("A", "93.184.216.34"), ("AAAA", "2606:2800:220:1::248")],

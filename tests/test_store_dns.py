@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -34,3 +37,28 @@ def test_a_full_store_queue_drops_and_counts_but_dns_answers(make_guardian, upst
     health = g.daemon.recorder.health()
     assert health["dropped"] >= 50
     assert dig(g.port(), "example.com").values == ["93.184.216.34"]
+
+
+def test_the_log_is_written_by_a_child_process_restarted_if_it_dies(make_guardian, upstream, tmp_path):
+    config = f"data_dir: {tmp_path / 'var'}\nstore:\n  flush_seconds: 0.3\n"
+    g = make_guardian([upstream.url], config=config)
+    remote = g.daemon.recorder.remote
+    assert remote is not None and remote.proc is not None
+    child = remote.proc.pid
+    assert child != os.getpid()
+    for i in range(5):
+        assert dig(g.port(), f"before{i}.example.org").status == "NXDOMAIN"
+    time.sleep(0.1)  # shipped to the child, not yet committed
+    os.kill(child, signal.SIGKILL)
+    for i in range(5):
+        assert dig(g.port(), f"after{i}.example.org").status == "NXDOMAIN"
+    deadline = time.monotonic() + 10
+    while g.daemon.recorder.health().get("written", 0) < 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    health = g.daemon.recorder.health()
+    assert health["written"] >= 10 and health["lost"] == 0
+    assert remote.proc is not None and remote.proc.pid != child
+    db = sqlite3.connect(tmp_path / "var" / "guardian.db")
+    names = {row[0] for row in db.execute("SELECT name FROM domains")}
+    assert {f"before{i}.example.org" for i in range(5)} <= names
+    assert {f"after{i}.example.org" for i in range(5)} <= names

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from array import array
+from bisect import bisect_left
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -44,43 +46,72 @@ def is_device_mac(mac: str) -> bool:
 
 
 class Vendors:
-    """OUI -> maker name, read once (lazily, ~40k lines, tens of ms) from the first file found."""
+    """OUI -> maker name, read once (lazily, ~33k registrations, ~0.1 s) from the first file found.
+
+    Kept compact, since it lives as long as the daemon: the OUIs in one sorted array,
+    each pointing at its maker in a list of distinct names (~19k; one maker registers
+    many OUIs). About 4 MB less than a dict of strings built from the whole file.
+    """
 
     def __init__(self, paths: tuple[Path, ...] = OUI_PATHS) -> None:
         self.paths = paths
-        self._table: dict[str, str] | None = None
+        self._ouis: array[int] | None = None
+        self._makers = array("I")
+        self._names: list[str] = []
         self._lock = threading.Lock()
         self.source: Path | None = None
 
-    def load(self) -> dict[str, str]:
+    def load(self) -> int:
+        """Read the registry now (discovery does it off the event loop); the number of OUIs."""
         with self._lock:
-            if self._table is None:
-                self._table = self._read()
-            return self._table
+            if self._ouis is None:
+                self._read()
+            assert self._ouis is not None
+            return len(self._ouis)
 
-    def _read(self) -> dict[str, str]:
+    def _read(self) -> None:
+        self._ouis = array("I")
         for path in self.paths:
             try:
-                text = path.read_text(encoding="utf-8", errors="replace")
+                table = _parse(path)
             except OSError:
                 continue
-            table: dict[str, str] = {}
-            for line in text.splitlines():
-                m = _IEEE_LINE.match(line)
-                if m:
-                    table[(m.group(1) + m.group(2) + m.group(3)).lower()] = m.group(4)
-                    continue
-                m = _MANUF_LINE.match(line)
-                if m:
-                    table[(m.group(1) + m.group(2) + m.group(3)).lower()] = m.group(5) or m.group(4)
             if table:
+                names: dict[str, int] = {}
+                for oui in sorted(table):
+                    self._ouis.append(oui)
+                    self._makers.append(names.setdefault(table[oui], len(names)))
+                self._names = list(names)
                 self.source = path
-                return table
+                return
         log.warning("discovery: no OUI database (install Debian's ieee-data): device makers will show as unknown")
-        return {}
 
     def vendor(self, mac: str) -> str:
         """The maker registered for ``mac``'s OUI; "unknown" for private addresses and unregistered ones."""
         if is_random(mac):
             return UNKNOWN  # a locally administered address names no maker
-        return self.load().get(mac.replace(":", "")[:6], UNKNOWN)
+        self.load()
+        assert self._ouis is not None
+        oui = int(mac.replace(":", "")[:6], 16)
+        at = bisect_left(self._ouis, oui)
+        if at < len(self._ouis) and self._ouis[at] == oui:
+            return self._names[self._makers[at]]
+        return UNKNOWN
+
+
+def _parse(path: Path) -> dict[int, str]:
+    """OUI (24-bit int) -> maker from an oui.txt or manuf file, read line by line."""
+    table: dict[int, str] = {}
+    makers: dict[str, str] = {}  # one str object per maker, however many OUIs it holds
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            m = _IEEE_LINE.match(line)
+            if m:
+                maker = m.group(4)
+            else:
+                m = _MANUF_LINE.match(line)
+                if not m:
+                    continue
+                maker = m.group(5) or m.group(4)
+            table[int(m.group(1) + m.group(2) + m.group(3), 16)] = makers.setdefault(maker, maker)
+    return table

@@ -21,19 +21,16 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import aiohttp
 import aiohttp.abc
 
 from ..errors import GuardianError
+from .spec import UpstreamSpec
 from .wire import HEADER, T_A, T_AAAA, T_NS, TC, U16, build_query, question_matches, text_to_wire
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
 
 
 class UpstreamError(GuardianError):
@@ -42,58 +39,6 @@ class UpstreamError(GuardianError):
 
 class UpstreamFailure(GuardianError):
     """No upstream gave a usable answer in time."""
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamSpec:
-    """A parsed upstream URL.
-
-    ``udp://9.9.9.9:53``, ``tcp://[2620:fe::fe]:53``, ``tls://dns.quad9.net@9.9.9.9:853``
-    (name for the certificate @ address), ``https://dns.quad9.net/dns-query`` (also
-    ``https://name@address/path`` to skip resolving the name).
-    """
-
-    url: str
-    scheme: str
-    host: str  # the address to connect to, or a name to resolve (https only)
-    port: int
-    tls_name: str | None = None
-    path: str = "/dns-query"
-
-
-def parse_upstream(url: str) -> UpstreamSpec:
-    """Parse an upstream URL; raises ValueError with a readable reason."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS:
-        raise ValueError(f"upstream {url!r}: scheme must be udp, tcp, tls or https")
-    try:
-        port = parts.port or DEFAULT_PORTS[scheme]
-    except ValueError:
-        raise ValueError(f"upstream {url!r}: bad port") from None
-    host = parts.hostname or ""
-    tls_name = parts.username
-    if not host:
-        raise ValueError(f"upstream {url!r}: no address")
-    if scheme in ("udp", "tcp"):
-        if tls_name:
-            raise ValueError(f"upstream {url!r}: a name@ belongs to tls:// and https:// only")
-        _check_ip(url, host)
-        return UpstreamSpec(url, scheme, host, port)
-    if scheme == "tls":
-        _check_ip(url, host)
-        return UpstreamSpec(url, scheme, host, port, tls_name or host)
-    path = parts.path or "/dns-query"
-    if parts.query:
-        path += "?" + parts.query
-    return UpstreamSpec(url, scheme, host, port, tls_name or host, path)
-
-
-def _check_ip(url: str, host: str) -> None:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"upstream {url!r}: {host!r} must be an IP address (write name@address for TLS)") from None
 
 
 def _is_ip(host: str) -> bool:

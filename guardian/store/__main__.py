@@ -1,0 +1,7 @@
+"""``python -m guardian.store``: the store's writer process (started by the daemon; see process.py)."""
+
+import sys
+
+from .process import main
+
+sys.exit(main())
