@@ -26,7 +26,7 @@ from .dns.upstream import Upstream, UpstreamPool, make_upstream, resolve_via
 from .errors import ConfigError, GuardianError
 from .household_service import HOUSEHOLD_DB, HouseholdService, HouseholdStore, load_household, seed_digest
 from .policy.household import Household, household_from_config
-from .policy.matcher import ListSource, Matcher, SnapshotError, compile_snapshot
+from .policy.matcher import ListSource, Matcher, SnapshotError, compile_in_background
 from .policy.rulepacks import Rules, load_rules
 from .policy.snapshot import MeterBudgets, PolicyHolder, build_from_rules, service_sources, with_matcher
 from .policy.subscriptions import (
@@ -275,8 +275,9 @@ class Guardian:
     async def load_lists(self) -> None:
         """Serve from the compiled snapshot on disk; compile it first if it is missing or stale.
 
-        Compiling runs in a thread: DNS keeps answering with the rules it has, and never
-        waits for a download (those come later, from the refresh jobs).
+        Compiling runs in a thread, or a child process for big lists: DNS keeps answering
+        with the rules it has, and never waits for a download (those come later, from the
+        refresh jobs).
         """
         root = self.settings.data_dir / "lists"
         list_set = await asyncio.to_thread(self._list_set)
@@ -305,7 +306,7 @@ class Guardian:
 
     async def _compile(self, list_set: ListSet) -> Matcher:
         root = self.settings.data_dir / "lists"
-        await asyncio.to_thread(compile_snapshot, self._sources(list_set), root)
+        await compile_in_background(self._sources(list_set), root)
         (root / "sources.stamp").write_text(list_set.fingerprint)
         return Matcher.load(root)
 

@@ -93,3 +93,23 @@ def test_importing_a_household_subscribes_to_its_new_categories_lists(make_guard
     time.sleep(0.3)
     assert {s.category for s in g.daemon.subscriptions} == {"gambling"}
     assert g.daemon.scheduler.get_job("guardian-lists-first-refresh") is not None
+
+
+def test_a_big_list_is_compiled_in_a_child_process_and_blocks(make_guardian, upstream, tmp_path, monkeypatch):
+    from guardian.policy import matcher
+
+    big = tmp_path / "big.txt"
+    with big.open("w") as out:
+        for i in range(120_000):
+            out.write(f"0.0.0.0 tracker-{i:06d}.big-list.example\n")
+    assert big.stat().st_size > matcher.IN_PROCESS_BYTES
+    in_this_process = []
+    real = matcher.compile_snapshot
+    monkeypatch.setattr(matcher, "compile_snapshot", lambda *a, **k: in_this_process.append(1) or real(*a, **k))
+    upstream.zone["tracker-000007.big-list.example"] = [("A", "198.51.100.30")]
+    config = HOUSEHOLD.format(var=tmp_path / "var") + (
+        f"lists:\n  - {{name: Big list, category: gambling, path: {big}, format: hosts}}\n")
+    g = make_guardian([upstream.url], config=config)
+    assert dig(g.port(), "tracker-119999.big-list.example", source="127.0.0.2").status == "NXDOMAIN"
+    assert dig(g.port(), "tracker-000007.big-list.example", source="127.0.0.1").values == ["198.51.100.30"]  # Adult
+    assert in_this_process == []  # the child process compiled it, not this one

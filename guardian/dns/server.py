@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import socket
 import time
@@ -114,6 +115,7 @@ class DnsServer:
         self.admit: Callable[[str, float], bool] | None = None
         self.packets: dict[tuple[str, bytes], tuple[bytes, float, Callable[[float], None] | None]] = {}
         self.packet_hits = 0
+        self._running: set[asyncio.Future[bytes]] = set()  # answers still being worked out
 
     def invalidate(self) -> None:
         """Forget every reusable answer: what decides answers has changed."""
@@ -151,6 +153,12 @@ class DnsServer:
                 await server.wait_closed()
         self._udp.clear()
         self._tcp.clear()
+        # No new queries now; those still waiting on an upstream end without an answer.
+        running, self._running = self._running, set()
+        for future in running:
+            _cancel(future)
+        if running:
+            await asyncio.wait(running, timeout=5)
 
     # -- shared by both transports -------------------------------------------------
 
@@ -182,8 +190,10 @@ class DnsServer:
             deliver(query, answer)
             return None
         future = asyncio.ensure_future(answer)
+        self._running.add(future)
 
         def done(f: asyncio.Future[bytes]) -> None:
+            self._running.discard(f)
             if f.cancelled():
                 return
             exc = f.exception()
@@ -371,5 +381,29 @@ class _TcpConnection(asyncio.Protocol):
         if self.idle is not None:
             self.idle.cancel()
         for task in self.pending:
-            task.cancel()
+            _cancel(task)
         self.pending.clear()
+
+
+def _cancel(future: asyncio.Future[bytes]) -> None:
+    """Cancel an answer being worked out.
+
+    A task that never ran holds the chain's coroutines unstarted (each step's passed as
+    an argument to the one before). The task closes its own coroutine when cancelled;
+    the ones it was handed are closed here, instead of leaving "coroutine was never
+    awaited" warnings to the garbage collector.
+    """
+    future.cancel()
+    if not isinstance(future, asyncio.Task):
+        return
+    outer = future.get_coro()
+    if not inspect.iscoroutine(outer) or inspect.getcoroutinestate(outer) != inspect.CORO_CREATED:
+        return
+    todo: list[Any] = [outer]
+    while todo:
+        coro = todo.pop()
+        if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            if coro.cr_frame is not None:
+                todo.extend(coro.cr_frame.f_locals.values())
+            if coro is not outer:
+                coro.close()

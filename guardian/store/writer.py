@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 ClientKey = tuple[str, str, str]  # (ip, mac or "", device or "")
 _USED = ("allowed", "rewritten")
+ID_CACHE_MAX = 50_000  # names and labels whose ids the writer remembers between batches
 _CORRUPT = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB  # actions that mean the device got to use the name
 
 _QUERY_COLUMNS = [c.name for c in queries.columns if c.name != "id"]
@@ -345,6 +346,8 @@ class StoreWriter:
 
     def _client_ids(self, conn: Connection, keys: Iterable[ClientKey], first_seen: float) -> dict[ClientKey, int]:
         cache = self._clients
+        if len(cache) > ID_CACHE_MAX:
+            cache.clear()
         missing = [k for k in keys if k not in cache]
         if missing:
             conn.exec_driver_sql("INSERT OR IGNORE INTO clients (ip, mac, device, first_seen) VALUES (?, ?, ?, ?)",
@@ -358,7 +361,10 @@ class StoreWriter:
 
 
 def _ids(conn: Connection, cache: dict[str, int], texts: Iterable[str], table: str, column: str) -> dict[str, int]:
-    """Integer ids for texts, inserting new ones; ``cache`` remembers them across batches."""
+    """Integer ids for texts, inserting new ones; ``cache`` remembers them across batches
+    (up to ``ID_CACHE_MAX``, then it starts again: memory stays bounded whatever is asked)."""
+    if len(cache) > ID_CACHE_MAX:
+        cache.clear()
     missing = [t for t in texts if t not in cache]
     if missing:
         conn.exec_driver_sql(f"INSERT OR IGNORE INTO {table} ({column}) VALUES (?)", [(t,) for t in missing])

@@ -227,8 +227,8 @@ def run(args: argparse.Namespace, procs: dns.Processes, tmp: Path) -> None:
     results["on"] = dns.saturate(procs, on, hit_mix, tmp, seconds, ladder)
     results["g-blocked"] = dns.saturate(procs, on, blocked_mix, tmp, seconds, ladder)
     results["m-blocked"] = dns.saturate(procs, masq, blocked_mix, tmp, seconds, ladder)
-    g_rss = dns.rss_mb(on.proc.pid)[0]
-    m_rss = dns.rss_mb(masq.proc.pid)[0]
+    g_rss = dns.memory(on.proc.pid).tree_rss  # with the store writer process
+    m_rss = dns.memory(masq.proc.pid).tree_rss
 
     drop = 1 - results["on"].qps / results["off"].qps
     ratio = results["g-blocked"].qps / results["m-blocked"].qps
