@@ -40,9 +40,7 @@ from .policy.subscriptions import (
     schedule_refreshes,
 )
 from .store import Recorder
-from .store.db import DB_NAME
 from .store.records import QueryRecord
-from .store.retention import Retention
 from .usage import UsageMeter, local_day
 
 log = logging.getLogger(__name__)
@@ -114,7 +112,6 @@ class Guardian:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.control: ControlServer | None = None
         self.scheduler: Any = None
-        self.retention: Retention | None = None
         self.cache = Cache()
         configure_cache(self.cache, settings)
         # The query log is written by a child process: see store/process.py for why.
@@ -186,16 +183,13 @@ class Guardian:
         self.discovery = Discovery.from_settings(self.settings, on_new_device=self.recorder.new_device,
                                                  on_bypass=self._bypass_seen, identify=self._identify_device)
         await self.discovery.start()
-        self.retention = self._retention(self.settings)
         self.scheduler = AsyncIOScheduler(timezone=self.settings.zone)
-        # A plain function: APScheduler runs it in its thread pool, off the event loop.
-        self.scheduler.add_job(self._run_retention, "interval", hours=1, id="store-retention", jitter=300)
         # Ended overrides act no more (decide compares them with now); this drops them
         # from the snapshot and the file, and forgets the usage of days gone by.
         self.scheduler.add_job(self._expire, "interval", seconds=30, id="overrides-expiry")
         self._schedule_lists()
         self.scheduler.start()
-        await asyncio.to_thread(self._load_usage)
+        await self._load_usage()
         self.server = self._server_for(self.settings)
         self.control = ControlServer(self.household, self.settings.data_dir / SOCKET_NAME)
         started = False
@@ -237,24 +231,10 @@ class Guardian:
         # On the loop: the Policy step feeds the meter from this thread.
         self.meter.forget_before(local_day(self.clock(), self.settings.zone) - timedelta(days=1))
 
-    def _load_usage(self) -> None:
+    async def _load_usage(self) -> None:
         """Today's usage so far from the store, so a restart does not refill budgets."""
-        from .store.queries import StoreReader
-
-        path = self.settings.data_dir / DB_NAME
-        if not path.exists():
-            return
         today = local_day(self.clock(), self.settings.zone)
-        try:
-            reader = StoreReader.open(path, self.settings.zone)
-            try:
-                totals = reader.usage(today)
-            finally:
-                reader.close()
-        except Exception as exc:  # noqa: BLE001 - budgets start from zero rather than the daemon not at all
-            log.warning("today's usage could not be read from the store: %s", exc)
-            return
-        for (profile, target), minutes in totals.items():
+        for (profile, target), minutes in (await self.recorder.usage_on(today.isoformat())).items():
             self.meter.load(profile, target, today, minutes)
 
     def _observe(self, profile: str, target: str, epoch: float) -> None:
@@ -330,22 +310,11 @@ class Guardian:
         schedule_refreshes(self.scheduler, self.subscriptions, downloader, self.recompile)
         schedule_path_watch(self.scheduler, self._current_list_set, self.recompile)
 
-    @staticmethod
-    def _retention(settings: Settings) -> Retention:
-        return Retention(settings.data_dir / DB_NAME, settings.store, settings.zone, settings.privacy.mode)
-
-    def _run_retention(self) -> None:
-        if self.retention is not None:
-            self.retention.run_once()
-
     async def reload(self, settings: Settings) -> None:
         """Apply new settings without dropping queries: build, then swap references."""
         old = self.pipeline
         configure_cache(self.cache, settings)
-        self.recorder.apply(settings)
-        if self.retention is not None:
-            self.retention.close()
-            self.retention = self._retention(settings)
+        self.recorder.apply(settings)  # retention too: it runs in the store's writer process
         # The config's household only seeds: it replaces ours only while no parent changed it.
         self.household.reseed(household_of(settings, self.rules), seed_digest(settings.household))
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, self.clock,
@@ -374,8 +343,6 @@ class Guardian:
         if self.discovery is not None:
             await self.discovery.stop()
         await self.recorder.stop()
-        if self.retention is not None:
-            self.retention.close()
         await self.pipeline.pool.close()
 
 

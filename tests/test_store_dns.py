@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -62,3 +63,22 @@ def test_the_log_is_written_by_a_child_process_restarted_if_it_dies(make_guardia
     names = {row[0] for row in db.execute("SELECT name FROM domains")}
     assert {f"before{i}.example.org" for i in range(5)} <= names
     assert {f"after{i}.example.org" for i in range(5)} <= names
+
+
+def test_retention_runs_in_the_writer_process(make_guardian, upstream, tmp_path):
+    config = f"data_dir: {tmp_path / 'var'}\nstore:\n  flush_seconds: 0.2\n  query_days: 2\n"
+    g = make_guardian([upstream.url], config=config)
+    assert dig(g.port(), "recent.example.org").status == "NXDOMAIN"
+    path = tmp_path / "var" / "guardian.db"
+    deadline = time.monotonic() + 10
+    while g.daemon.recorder.health().get("written", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    db = sqlite3.connect(path, timeout=10)
+    with db:
+        domain = db.execute("SELECT domain_id FROM queries").fetchone()[0]
+        db.execute("INSERT INTO queries (time, domain_id, qtype, action_id, rcode, duration_ms) "
+                   "SELECT ?, domain_id, qtype, action_id, rcode, 0 FROM queries LIMIT 1", (time.time() - 5 * 86400,))
+    assert db.execute("SELECT count(*) FROM queries").fetchone()[0] == 2
+    asyncio.run_coroutine_threadsafe(g.daemon.recorder.run_retention(), g.loop).result(30)
+    rows = db.execute("SELECT time, domain_id FROM queries").fetchall()
+    assert len(rows) == 1 and rows[0][1] == domain and rows[0][0] > time.time() - 60  # the old one went

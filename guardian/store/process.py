@@ -16,7 +16,8 @@ own interpreter; nothing else writes to these pipes).
   (``rows`` are QueryRecord field tuples; no answer); ``("commit", side)`` every
   ``flush_seconds`` (side: system and new-device events); ``("settings", options)``
   after a reload.
-- child -> parent: the writer's counters (a dict) after hello, commit and settings.
+- parent -> child, wanting an answer: ``("usage", day)`` (budgets after a restart).
+- child -> parent: ``{"counters": the writer's counters, ...}`` after each message but ``add``.
 
 The child ignores SIGINT and SIGTERM (systemd sends SIGTERM to the whole unit): the
 daemon ends it by closing the pipe once the last batch is written; a daemon that dies
@@ -26,18 +27,21 @@ closes the pipe too, so the child never outlives it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import pickle
+import random
 import signal
 import struct
 import sys
+import time
 from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
-from ..config import PrivacySettings
+from ..config import PrivacySettings, StoreSettings
 from .records import QueryRecord
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ _LENGTH = struct.Struct(">I")
 _CUMULATIVE = ("written", "commits", "write_errors", "unsaved", "writer_cpu_seconds")
 FIELDS = attrgetter(*(f.name for f in fields(QueryRecord)))  # QueryRecord -> tuple, in C
 SHIP_SECONDS = 0.1
+RETENTION_SECONDS = 3600.0  # the store's retention rules run this often, in the writer process
 START_TIMEOUT = 60.0
 COMMIT_TIMEOUT = 300.0  # a commit stuck this long means a wedged child: restart it  # opening may migrate or set aside a large database
 STOP_TIMEOUT = 30.0
@@ -56,10 +61,10 @@ def pack(message: Any) -> bytes:
     return _LENGTH.pack(len(body)) + body
 
 
-def options(path: Path, privacy: PrivacySettings, zone: ZoneInfo, max_waiting: int, session_gap: int,
+def options(path: Path, privacy: PrivacySettings, zone: ZoneInfo, store: StoreSettings, session_gap: int,
             risk_window: float) -> dict[str, Any]:
-    return {"path": str(path), "mode": privacy.mode, "zone": zone.key, "max_waiting": max_waiting,
-            "session_gap": session_gap, "risk_window": risk_window,
+    return {"path": str(path), "mode": privacy.mode, "zone": zone.key, "max_waiting": store.queue_size,
+            "store": dataclasses.asdict(store), "session_gap": session_gap, "risk_window": risk_window,
             "log_level": logging.getLogger("guardian").getEffectiveLevel()}
 
 
@@ -140,8 +145,13 @@ class RemoteWriter:
                 body = await asyncio.wait_for(proc.stdout.readexactly(_LENGTH.unpack(head)[0]), timeout)
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 raise WorkerGone(f"the store's writer process failed: {exc!r}") from exc
-            self.counters = pickle.loads(body)
-            return self.counters
+            answer: dict[str, Any] = pickle.loads(body)
+            self.counters = answer["counters"]
+            return answer
+
+    async def ask(self, message: Any, key: str) -> Any:
+        """Send a question (usage, devices) and return ``key`` from the answer."""
+        return (await self._call(message, timeout=COMMIT_TIMEOUT))[key]
 
     async def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -172,18 +182,75 @@ def _read(stream: BinaryIO) -> Any | None:
     return pickle.loads(body)
 
 
-def _configure(writer: Any, hello: dict[str, Any]) -> None:
-    zone = ZoneInfo(hello["zone"])
-    writer.mode = hello["mode"]
-    writer.zone = zone
-    writer.risk.zone = zone
-    writer.max_waiting = hello["max_waiting"]
+class _Child:
+    """The writer process's side: the StoreWriter, retention, and the messages."""
+
+    def __init__(self, opts: dict[str, Any]) -> None:
+        from .retention import Retention
+        from .writer import StoreWriter
+
+        self.path = Path(opts["path"])
+        self.writer = StoreWriter(self.path, PrivacySettings(mode=opts["mode"]), ZoneInfo(opts["zone"]),
+                                  opts["max_waiting"], opts["session_gap"], opts["risk_window"])
+        self.retention_class = Retention
+        self.retention = self._retention(opts)
+        # As the daemon's hourly job did: first an hour after start, give or take 5 minutes.
+        self.next_retention = time.monotonic() + RETENTION_SECONDS + random.uniform(-300, 300)
+        self.rows: list[tuple[Any, ...]] = []
+
+    def _retention(self, opts: dict[str, Any]) -> Any:
+        return self.retention_class(self.path, StoreSettings(**opts["store"]), ZoneInfo(opts["zone"]), opts["mode"])
+
+    def configure(self, opts: dict[str, Any]) -> None:
+        zone = ZoneInfo(opts["zone"])
+        writer = self.writer
+        writer.mode = opts["mode"]
+        writer.zone = zone
+        writer.risk.zone = zone
+        writer.max_waiting = opts["max_waiting"]
+        self.retention.close()
+        self.retention = self._retention(opts)
+
+    def commit(self, side: list[tuple[Any, ...]]) -> None:
+        records, self.rows = [QueryRecord(*row) for row in self.rows], []
+        try:
+            self.writer.process(records, side)
+        except Exception:  # noqa: BLE001 - the writer must outlive any bug in one batch
+            log.exception("store: a batch failed")
+        if time.monotonic() >= self.next_retention:
+            self.next_retention = time.monotonic() + RETENTION_SECONDS
+            try:
+                self.retention.run_once()
+            except Exception:  # noqa: BLE001 - pruning fails this hour; the log keeps being written
+                log.exception("store: retention failed")
+
+    def answer(self, message: Any) -> dict[str, Any]:
+        """Act on one message that wants an answer; the answer (the writer's counters and more)."""
+        kind = message[0]
+        if kind == "hello":
+            self.writer.open()
+        elif kind == "usage":
+            return {"counters": self.writer.counters(), "usage": self.writer.usage_on(message[1])}
+        if kind == "commit":
+            self.commit(message[1])
+        elif kind == "settings":
+            self.configure(message[1])
+        elif kind == "retention":
+            self.next_retention = 0.0
+            self.commit([])
+        return {"counters": self.writer.counters()}
+
+    def close(self) -> None:
+        if self.rows:  # the daemon died between two commits: keep what it had shipped
+            self.commit([])
+        self.retention.close()
+        self.writer.close()
 
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from .writer import StoreWriter, _lower_priority
+    from .writer import _lower_priority
 
     _lower_priority()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
@@ -192,31 +259,18 @@ def main() -> int:
         return 2
     opts = hello[1]
     logging.basicConfig(level=opts["log_level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    writer = StoreWriter(Path(opts["path"]), PrivacySettings(mode=opts["mode"]), ZoneInfo(opts["zone"]),
-                         opts["max_waiting"], opts["session_gap"], opts["risk_window"])
-    writer.open()
+    child = _Child(opts)
+    message: Any = hello
     try:
-        stdout.write(pack(writer.counters()))
-        stdout.flush()
-        rows: list[tuple[Any, ...]] = []
-        while (message := _read(stdin)) is not None:
+        while message is not None:
             if message[0] == "add":
-                rows.extend(message[1])
-                continue  # no answer: the daemon does not wait for these
-            if message[0] == "commit":
-                records, rows = [QueryRecord(*row) for row in rows], []
-                try:
-                    writer.process(records, message[1])
-                except Exception:  # noqa: BLE001 - the writer must outlive any bug in one batch
-                    log.exception("store: a batch failed")
-            elif message[0] == "settings":
-                _configure(writer, message[1])
-            stdout.write(pack(writer.counters()))
-            stdout.flush()
-        if rows:  # the daemon died between two commits: keep what it had shipped
-            writer.process([QueryRecord(*row) for row in rows], [])
+                child.rows.extend(message[1])  # no answer: the daemon does not wait for these
+            else:
+                stdout.write(pack(child.answer(message)))
+                stdout.flush()
+            message = _read(stdin)
     except BrokenPipeError:
         pass  # the daemon is gone; what was committed stays
     finally:
-        writer.close()
+        child.close()
     return 0

@@ -252,6 +252,19 @@ class StoreWriter:
             log.warning("store: writing works again after %.0f s", time.monotonic() - self._failing_since)
             self._failing_since = None
 
+    def usage_on(self, day: str) -> dict[tuple[str, str], int]:
+        """(profile, target) -> minutes stored for the local ``day`` (ISO date); {} if unreadable."""
+        if self.db is None:
+            return {}
+        try:
+            with self.db.engine.connect() as conn:
+                rows = conn.exec_driver_sql("SELECT profile, target, sum(minutes) FROM usage_hourly WHERE day = ?"
+                                            " GROUP BY profile, target", (day,)).fetchall()
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            log.warning("today's usage could not be read from the store: %s", exc)
+            return {}
+        return {(p, t): int(m) for p, t, m in rows}
+
     def counters(self) -> dict[str, Any]:
         """What ``Recorder.health`` reports from the writer's side (records unless named)."""
         return {
@@ -395,6 +408,7 @@ class Recorder:
                  zone: ZoneInfo | None = None, session_gap: int = 5, risk_window: float = 3600.0,
                  process: bool = False) -> None:
         store = store or StoreSettings()
+        self.store = store
         self.path = path
         self.flush_seconds = store.flush_seconds
         self.queue_size = store.queue_size
@@ -412,7 +426,7 @@ class Recorder:
         self.remote: RemoteWriter | None = None
         if process:
             self.remote = RemoteWriter(options(path, privacy or PrivacySettings(), zone or ZoneInfo("UTC"),
-                                               store.queue_size, session_gap, risk_window))
+                                               store, session_gap, risk_window))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="guardian-store", initializer=_lower_priority)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -427,6 +441,7 @@ class Recorder:
 
         The database path is not changed by a reload; a new ``data_dir`` needs a restart.
         """
+        self.store = settings.store
         self.flush_seconds = settings.store.flush_seconds
         self.queue_size = settings.store.queue_size
         self._room = settings.store.queue_size
@@ -512,7 +527,7 @@ class Recorder:
             if self._settings_changed:
                 self._settings_changed = False
                 w = self.writer
-                hello = options(self.path, PrivacySettings(mode=w.mode), w.zone, self.queue_size,
+                hello = options(self.path, PrivacySettings(mode=w.mode), w.zone, self.store,
                                 w.meter.session_gap, w.risk.window)
             try:
                 await self.remote.commit(side, hello)
@@ -526,6 +541,29 @@ class Recorder:
         job = asyncio.get_running_loop().run_in_executor(self._executor, self._process, records, side)
         # Shielded: cancelling the caller must not cancel a queued job, which would lose the batch.
         await asyncio.shield(job)
+
+    async def run_retention(self) -> None:
+        """Apply the retention rules now (the writer process also does it every hour)."""
+        if self.remote is not None:
+            await self.remote.ask(("retention",), "counters")
+            return
+        from .retention import Retention
+
+        retention = Retention(self.path, self.store, self.writer.zone, self.writer.mode)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, retention.run_once)
+        finally:
+            retention.close()
+
+    async def usage_on(self, day: str) -> dict[tuple[str, str], int]:
+        """Minutes per (profile, target) stored for ``day``, so a restart does not refill budgets."""
+        if self.remote is not None:
+            try:
+                return dict(await self.remote.ask(("usage", day), "usage"))
+            except WorkerGone as exc:
+                log.warning("today's usage could not be read from the store: %s", exc)
+                return {}
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.usage_on, day)
 
     def _ship(self) -> None:
         """Send what was recorded since the last ship to the writer process (no wait)."""
