@@ -13,6 +13,7 @@ from typing import Any
 from .config import Settings
 from .control import SOCKET_NAME, ControlServer
 from .discovery import Discovery
+from .discovery.persist import RemotePersist
 from .dns.cache import Cache
 from .dns.chain import Answer, Next, Query, Step, build_chain
 from .dns.server import DnsServer
@@ -180,8 +181,10 @@ class Guardian:
         await self.load_lists()
         await self.recorder.start()
         # After the recorder: it creates and migrates the database the registry lives in.
+        persist = RemotePersist(self.recorder.remote) if self.recorder.remote is not None else None
         self.discovery = Discovery.from_settings(self.settings, on_new_device=self.recorder.new_device,
-                                                 on_bypass=self._bypass_seen, identify=self._identify_device)
+                                                 on_bypass=self._bypass_seen, identify=self._identify_device,
+                                                 persist=persist)
         await self.discovery.start()
         self.scheduler = AsyncIOScheduler(timezone=self.settings.zone)
         # Ended overrides act no more (decide compares them with now); this drops them

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scapy.layers.dns import DNS, DNSQR, DNSRR
@@ -15,9 +16,11 @@ from guardian.config import Settings
 from guardian.discovery import devices_report
 from guardian.discovery.neighbours import read_arp, read_ip_neigh
 from guardian.discovery.packets import Bypass, DohAnswer, DohNames, Sighting, capture_filter, read_frame
-from guardian.discovery.registry import HOSTNAME_QUIET, Registry
+from guardian.discovery.persist import read_rows, save_rows
+from guardian.discovery.registry import HOSTNAME_QUIET, Device, Registry
 from guardian.discovery.vendors import Vendors, is_device_mac, is_random, normal_mac
-from guardian.store.db import DB_NAME, open_database
+from guardian.store.db import open_database
+from guardian.store.records import DB_NAME
 
 PI = "b8:27:eb:12:34:56"
 OWN_MAC = "02:00:00:00:00:01"
@@ -121,6 +124,13 @@ def test_identity_follows_addresses_and_private_macs(vendors: Vendors) -> None:
     assert reg.see(Sighting("b8:27:eb:00:00:0a", None, "dhcp", hostname="Phone"), 2000.0)[1]
 
 
+def save(engine: Any, changed: list[Device]) -> None:
+    snapshots = Registry.snapshot(changed)
+    for (d, _values, _addresses), device_id in zip(snapshots, save_rows(engine, [(d.id, v, a) for d, v, a in snapshots]),
+                                                   strict=True):
+        d.id = device_id
+
+
 def test_registry_saved_loaded_and_reported(tmp_path: Path, vendors: Vendors) -> None:
     db = open_database(tmp_path / DB_NAME)
     reg = Registry(vendors, identify=lambda ip, mac, host: ("Sam's Pi", "Child") if mac == PI else (None, None))
@@ -128,15 +138,11 @@ def test_registry_saved_loaded_and_reported(tmp_path: Path, vendors: Vendors) ->
     reg.see(Sighting("da:00:00:00:00:01", "10.0.0.5", "arp"), 101.0)
     changed = reg.take_dirty()
     reg.refresh_names(changed)
-    with db.engine.begin() as conn:
-        Registry.save(conn, Registry.snapshot(changed))
+    save(db.engine, changed)
     reg.see(Sighting("da:00:00:00:00:01", "10.0.0.2", "arp"), 102.0)  # the address moves
-    changed = reg.take_dirty()
-    with db.engine.begin() as conn:
-        Registry.save(conn, Registry.snapshot(changed))
+    save(db.engine, reg.take_dirty())
     again = Registry(vendors)
-    with db.engine.connect() as conn:
-        again.load(conn)
+    again.load_rows(*read_rows(db.engine))
     db.close()
     assert {d.mac: d.ips() for d in again.devices()} == {PI: [], "da:00:00:00:00:01": ["10.0.0.2", "10.0.0.5"]}
     listed = json.loads(devices_report(Settings(data_dir=tmp_path, timezone="UTC"), as_json=True))

@@ -6,7 +6,19 @@
 - packets.py, registry.py, vendors.py: pure parts (frame reading, identity, makers).
 """
 
-from .report import devices_report, read_devices
+from __future__ import annotations
+
+from typing import Any
+
 from .service import Discovery
 
 __all__ = ["Discovery", "devices_report", "read_devices"]
+
+
+def __getattr__(name: str) -> Any:
+    # report.py reads the file with SQLAlchemy: the CLI's business, not the daemon's.
+    if name in ("devices_report", "read_devices"):
+        from . import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

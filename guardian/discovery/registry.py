@@ -1,4 +1,4 @@
-"""The device registry: sightings merged into devices, saved to the store's SQLite file.
+"""The device registry: sightings merged into devices (saved to the store by persist.py).
 
 Identity rules:
 - a device is its MAC; its addresses (IPv4, IPv6, link-local) all belong to it, so a
@@ -18,9 +18,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
-
-from ..store.tables import device_addresses, devices
 from .packets import Sighting
 from .vendors import UNKNOWN, Vendors, is_random
 
@@ -184,9 +181,8 @@ class Registry:
 
     # -- persistence (call in a worker thread) ----------------------------------------
 
-    def load(self, conn: Connection) -> None:
-        """Fill an empty registry from the database."""
-        rows = conn.execute(select(devices)).mappings().all()
+    def load_rows(self, rows: Iterable[dict[str, Any]], addresses: Iterable[tuple[str, int, float]]) -> None:
+        """Fill an empty registry from stored rows (persist.py reads them)."""
         by_id: dict[int, Device] = {}
         for r in rows:
             d = Device(
@@ -199,8 +195,7 @@ class Registry:
             by_id[r["id"]] = d
             self._devices.append(d)
             self.by_mac[d.mac] = d
-        for ip, device_id, seen in conn.execute(select(device_addresses.c.ip, device_addresses.c.device_id,
-                                                       device_addresses.c.last_seen)):
+        for ip, device_id, seen in addresses:
             holder = by_id.get(device_id)
             if holder is not None:
                 holder.addresses[ip] = seen
@@ -208,7 +203,7 @@ class Registry:
 
     @staticmethod
     def snapshot(changed: Iterable[Device]) -> list[tuple[Device, dict[str, Any], dict[str, float]]]:
-        """Copies of the changed devices' values, taken on the loop for a writer thread."""
+        """Copies of the changed devices' values, taken on the loop for the writer."""
         out = []
         for d in changed:
             values = {
@@ -220,25 +215,3 @@ class Registry:
             }
             out.append((d, values, dict(d.addresses)))
         return out
-
-    @staticmethod
-    def save(conn: Connection, snapshots: list[tuple[Device, dict[str, Any], dict[str, float]]]) -> None:
-        """Write snapshotted devices and their addresses (in the caller's transaction)."""
-        for d, values, addresses in snapshots:
-            if d.id is None:
-                # A row for this MAC from an earlier run not loaded (or a MAC moved back): take it over.
-                row = conn.execute(select(devices.c.id).where(devices.c.mac == values["mac"])).first()
-                if row is None:
-                    key = conn.execute(insert(devices).values(**values)).inserted_primary_key
-                    assert key is not None
-                    d.id = int(key[0])
-                else:
-                    d.id = int(row[0])
-            # A MAC taken over from another row (a private MAC recognised): that row gives it up.
-            conn.execute(delete(devices).where(devices.c.mac == values["mac"], devices.c.id != d.id))
-            conn.execute(update(devices).where(devices.c.id == d.id).values(**values))
-            conn.execute(delete(device_addresses).where(device_addresses.c.device_id == d.id))
-            if addresses:
-                conn.execute(delete(device_addresses).where(device_addresses.c.ip.in_(list(addresses))))
-                conn.execute(insert(device_addresses),
-                             [{"ip": ip, "device_id": d.id, "last_seen": seen} for ip, seen in addresses.items()])

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from ..config import Settings
-from ..store.db import DB_NAME, make_engine
+from ..store.db import make_engine
+from ..store.records import DB_NAME
 from ..store.tables import device_addresses, devices
 
 PRIVATE_NOTE = ("* private (random) MAC address: the device may change it per network or over time; "

@@ -26,12 +26,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine
-
 from ..config import DiscoverySettings, Settings
-from ..store.db import DB_NAME, open_database
+from ..store.records import DB_NAME
 from .neighbours import Interface, interfaces, neighbours
 from .packets import Bypass, DohAnswer, DohNames, Found, Sighting
+from .persist import LocalPersist, Persist
 from .registry import Device, Identify, Registry
 from .vendors import Vendors
 
@@ -75,9 +74,11 @@ class Discovery:
         neighbour_seconds: float = 30.0,
         flush_seconds: float = 5.0,
         sweep_rate: float = 100.0,
+        persist: Persist | None = None,
     ) -> None:
         self.settings = settings
         self.path = data_dir / DB_NAME
+        self.persist: Persist = persist or LocalPersist(self.path)
         self.on_new_device = on_new_device
         self.on_bypass = on_bypass
         self.registry = Registry(vendors or Vendors(), identify)
@@ -93,7 +94,7 @@ class Discovery:
         self.own: list[Interface] = []
         self.bypasses: list[Bypass] = []  # reported, newest last (bounded)
         self._reported: dict[tuple[str, str, str], float] = {}
-        self._engine: Engine | None = None
+        self._saving = False  # the store takes device changes (between start and stop)
         self._task: asyncio.Task[None] | None = None
         self._sweeping = False
         self._capture_health: dict[str, Any] | None = None  # the last counters, kept after stop
@@ -107,9 +108,12 @@ class Discovery:
     async def start(self) -> None:
         """Load the registry and start the sources. Start it after the store's Recorder,
         which creates and migrates the database first."""
-        db = await asyncio.to_thread(open_database, self.path)
-        self._engine = db.engine
-        await asyncio.to_thread(self._load)
+        await self.persist.open()
+        try:
+            self.registry.load_rows(*await self.persist.load())
+        except Exception as exc:  # noqa: BLE001 - devices come back as they are seen; saving retries
+            self._problem(f"the stored devices could not be read ({exc}); starting from the network")
+        self._saving = True
         self.own = await asyncio.to_thread(interfaces)
         names = self._doh_names_given if self._doh_names_given is not None else default_doh_names()
         self.doh_names = DohNames(names)
@@ -117,11 +121,6 @@ class Discovery:
         if self.settings.passive:
             await self._start_capture()
         self._task = asyncio.create_task(self._run(), name="guardian-discovery")
-
-    def _load(self) -> None:
-        assert self._engine is not None
-        with self._engine.connect() as conn:
-            self.registry.load(conn)
 
     async def _start_capture(self) -> None:
         from .capture import Capture, CaptureError
@@ -156,9 +155,8 @@ class Discovery:
             self._capture_health = self.capture.health()
             self.capture = None
         await self.flush()
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        self._saving = False
+        await self.persist.close()
 
     async def _run(self) -> None:
         next_neigh = next_flush = next_sweep = time.monotonic()
@@ -261,20 +259,17 @@ class Discovery:
             if not d.announced:
                 d.announced = True
                 self._announce(d)
-        if self._engine is None:
+        if not self._saving:
             return
         snapshots = self.registry.snapshot(changed)
-        engine = self._engine
-
-        def write() -> None:
-            with engine.begin() as conn:
-                Registry.save(conn, snapshots)
-
         try:
-            await asyncio.to_thread(write)
+            ids = await self.persist.save([(d.id, values, addresses) for d, values, addresses in snapshots])
         except Exception:  # noqa: BLE001 - the store may be busy or full: try again next time
             log.exception("discovery: cannot save the registry")
             self.registry.dirty.update(id(d) for d in changed)
+            return
+        for (d, _values, _addresses), device_id in zip(snapshots, ids, strict=True):
+            d.id = device_id
 
     def _announce(self, d: Device) -> None:
         parts = [f"maker {d.vendor}"]

@@ -14,8 +14,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..config import Settings
-from .db import DB_NAME, StoreError
+from .db import StoreError
 from .queries import StoreReader, anonymous_csv, anonymous_json
+from .records import DB_NAME
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 

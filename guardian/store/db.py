@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 
 from ..errors import GuardianError
+from .records import DB_NAME as DB_NAME  # where it always was, for callers
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "guardian.db"
 BUSY_MS = 5000  # how long a connection waits for the write lock before failing
 MAGIC = b"SQLite format 3\x00"
 

@@ -27,13 +27,16 @@ closes the pipe too, so the child never outlives it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
 import pickle
 import random
 import signal
 import struct
 import sys
+import threading
 import time
 from dataclasses import fields
 from operator import attrgetter
@@ -66,6 +69,17 @@ def options(path: Path, privacy: PrivacySettings, zone: ZoneInfo, store: StoreSe
     return {"path": str(path), "mode": privacy.mode, "zone": zone.key, "max_waiting": store.queue_size,
             "store": dataclasses.asdict(store), "session_gap": session_gap, "risk_window": risk_window,
             "log_level": logging.getLogger("guardian").getEffectiveLevel()}
+
+
+class StoreUnavailable(Exception):
+    """The writer process answered, but could not do what was asked (the file is unusable)."""
+
+
+def lower_priority() -> None:
+    """Run the calling thread at nice +10: on a 2-core Pi the DNS loop, the writer and the
+    clients compete for the cores, and a batch being written must not push answers back."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 class WorkerGone(Exception):
@@ -147,6 +161,8 @@ class RemoteWriter:
                 raise WorkerGone(f"the store's writer process failed: {exc!r}") from exc
             answer: dict[str, Any] = pickle.loads(body)
             self.counters = answer["counters"]
+            if "error" in answer:
+                raise StoreUnavailable(f"the store's writer process: {answer['error']}")
             return answer
 
     async def ask(self, message: Any, key: str) -> Any:
@@ -231,6 +247,15 @@ class _Child:
             self.writer.open()
         elif kind == "usage":
             return {"counters": self.writer.counters(), "usage": self.writer.usage_on(message[1])}
+        elif kind in ("devices-load", "devices-save"):
+            from ..discovery.persist import read_rows, save_rows
+
+            if not self.writer.open() or self.writer.db is None:
+                raise StoreUnavailable(self.writer.last_error or "the database cannot be opened")
+            engine = self.writer.db.engine
+            if kind == "devices-load":
+                return {"counters": self.writer.counters(), "devices": read_rows(engine)}
+            return {"counters": self.writer.counters(), "ids": save_rows(engine, message[1])}
         if kind == "commit":
             self.commit(message[1])
         elif kind == "settings":
@@ -250,9 +275,7 @@ class _Child:
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from .writer import _lower_priority
-
-    _lower_priority()
+    lower_priority()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     hello = _read(stdin)
     if hello is None or hello[0] != "hello":
@@ -266,7 +289,12 @@ def main() -> int:
             if message[0] == "add":
                 child.rows.extend(message[1])  # no answer: the daemon does not wait for these
             else:
-                stdout.write(pack(child.answer(message)))
+                try:
+                    answer = child.answer(message)
+                except Exception as exc:  # noqa: BLE001 - one failed question is an error answer, not the end
+                    log.exception("store: %s failed", message[0])
+                    answer = {"counters": child.writer.counters(), "error": f"{type(exc).__name__}: {exc}"}
+                stdout.write(pack(answer))
                 stdout.flush()
             message = _read(stdin)
     except BrokenPipeError:

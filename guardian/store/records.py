@@ -22,6 +22,8 @@ SCHEDULE = "schedule"
 BUDGET = "budget"
 NEW_DEVICE = "new-device"
 SYSTEM = "system"
+DB_NAME = "guardian.db"  # in data_dir
+
 KINDS = (BLOCKED, BYPASS, SCHEDULE, BUDGET, NEW_DEVICE, SYSTEM)
 
 STATES = ("new", "seen", "dismissed")

@@ -19,16 +19,11 @@ disk takes writes again. A database found corrupt is set aside and recreated.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
 import logging
-import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -38,10 +33,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ..config import PrivacySettings, Settings, StoreSettings
+from ..config import PrivacySettings
 from ..usage import UsageMeter, local_day
-from .db import DB_NAME, Database, StoreError, open_database
-from .process import FIELDS, SHIP_SECONDS, RemoteWriter, WorkerGone, options
+from .db import Database, StoreError, open_database
 from .records import BUDGET, NEW_DEVICE, QueryRecord, RiskEvent
 from .risk import RiskRules, is_risk
 from .tables import queries
@@ -387,212 +381,3 @@ def _ids(conn: Connection, cache: dict[str, int], texts: Iterable[str], table: s
                 f"SELECT {column}, id FROM {table} WHERE {column} IN ({', '.join('?' * len(part))})", tuple(part))
             cache.update((str(t), int(i)) for t, i in rows)
     return cache
-
-
-def _lower_priority() -> None:
-    """Run the writer thread at nice +10: on a 2-core Pi the DNS loop, the writer and the
-    clients compete for the cores, and a batch being written must not push answers back."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-
-
-class Recorder:
-    """The store's front: ``record`` on the event loop, batches committed by one worker thread.
-
-    ``start()`` opens the database and runs the flush loop; ``stop()`` flushes what is left.
-    ``record`` must be called from the event loop's thread; ``system_event`` and
-    ``new_device`` may be called from any thread.
-    """
-
-    def __init__(self, path: Path, store: StoreSettings | None = None, privacy: PrivacySettings | None = None,
-                 zone: ZoneInfo | None = None, session_gap: int = 5, risk_window: float = 3600.0,
-                 process: bool = False) -> None:
-        store = store or StoreSettings()
-        self.store = store
-        self.path = path
-        self.flush_seconds = store.flush_seconds
-        self.queue_size = store.queue_size
-        self.dropped = 0  # records refused because the queue was full
-        self.lost = 0  # records the writer process could not take (it died twice)
-        self._settings_changed = False
-        self._room = self.queue_size  # records ``record`` may still queue (less what the child holds unwritten)
-        self._pending: list[QueryRecord | tuple[QueryRecord, float]] = []
-        self._side: list[tuple[Any, ...]] = []
-        self._side_lock = threading.Lock()
-        self.writer = StoreWriter(path, privacy or PrivacySettings(), zone or ZoneInfo("UTC"), store.queue_size,
-                                  session_gap, risk_window)
-        # process=True (the daemon): the writer runs in a child process (worker.py) and
-        # ``self.writer`` above only serves tests and tools that drive it in-process.
-        self.remote: RemoteWriter | None = None
-        if process:
-            self.remote = RemoteWriter(options(path, privacy or PrivacySettings(), zone or ZoneInfo("UTC"),
-                                               store, session_gap, risk_window))
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="guardian-store", initializer=_lower_priority)
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
-
-    @classmethod
-    def from_settings(cls, settings: Settings, session_gap: int = 5, process: bool = False) -> Recorder:
-        return cls(settings.data_dir / DB_NAME, settings.store, settings.privacy, settings.zone, session_gap,
-                   process=process)
-
-    def apply(self, settings: Settings) -> None:
-        """Take reloaded settings (flush interval, queue size, privacy mode, zone) at once.
-
-        The database path is not changed by a reload; a new ``data_dir`` needs a restart.
-        """
-        self.store = settings.store
-        self.flush_seconds = settings.store.flush_seconds
-        self.queue_size = settings.store.queue_size
-        self._room = settings.store.queue_size
-        self.writer.max_waiting = settings.store.queue_size
-        self.writer.mode = settings.privacy.mode  # read once per batch by the worker
-        self.writer.zone = settings.zone
-        self.writer.risk.zone = settings.zone
-        if self.remote is not None:
-            self._settings_changed = True  # sent with the next flush, in turn with the batches
-
-    # -- the DNS side: never blocks --------------------------------------------------
-
-    def record(self, rec: QueryRecord) -> None:
-        """Queue one query for the log: O(1), no I/O; dropped (and counted) when full."""
-        pending = self._pending
-        if len(pending) >= self._room:
-            self.dropped += 1
-            return
-        pending.append(rec)
-
-    def repeat(self, rec: QueryRecord, epoch: float) -> None:
-        """Queue ``rec`` again as asked at ``epoch`` (a packet-cache hit): O(1), no copy.
-
-        The record is re-timed in the worker thread, off the DNS path.
-        """
-        pending = self._pending
-        if len(pending) >= self._room:
-            self.dropped += 1
-            return
-        pending.append((rec, epoch))
-
-    def system_event(self, kind: str, message: str, severity: str = "high", at: float | None = None) -> None:
-        """A system problem for the parent: ``kind`` like upstream, lists, storage."""
-        with self._side_lock:
-            if len(self._side) < 1000:
-                self._side.append(("system", kind, message, severity, at or time.time()))
-
-    def new_device(self, mac: str | None, ip: str | None, name: str | None = None, profile: str | None = None,
-                   detail: str = "", at: float | None = None) -> None:
-        """A device joined the network (``detail``: vendor, hostname, ... as text)."""
-        with self._side_lock:
-            if len(self._side) < 1000:
-                self._side.append(("new-device", at or time.time(), mac, ip, name, profile, detail))
-
-    # -- the writer task -------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Open the database (off the loop) and start flushing every ``flush_seconds``."""
-        if self.remote is not None:
-            await self.remote.start()
-        else:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.open)
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="guardian-store-writer")
-
-    async def run(self) -> None:
-        """Flush every ``flush_seconds`` until ``stop()`` (to a writer process: ship often)."""
-        loop = asyncio.get_running_loop()
-        due = loop.time() + self.flush_seconds
-        while not self._stopping.is_set():
-            wait = due - loop.time()
-            if self.remote is not None:
-                wait = min(wait, SHIP_SECONDS)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), max(wait, 0.0))
-            if self.remote is not None:
-                self._ship()
-            if loop.time() < due and not self._stopping.is_set():
-                continue
-            due = loop.time() + self.flush_seconds
-            try:
-                await self.flush()
-            except Exception:  # noqa: BLE001 - the writer must outlive any bug in one batch
-                log.exception("store: a batch failed")
-
-    async def flush(self) -> None:
-        """Hand what was recorded so far to the writer and wait for its commit (or failure)."""
-        with self._side_lock:
-            side, self._side = self._side, []
-        if self.remote is not None:
-            self._ship()
-            hello = None
-            if self._settings_changed:
-                self._settings_changed = False
-                w = self.writer
-                hello = options(self.path, PrivacySettings(mode=w.mode), w.zone, self.store,
-                                w.meter.session_gap, w.risk.window)
-            try:
-                await self.remote.commit(side, hello)
-            except WorkerGone as exc:
-                self.lost += len(self.remote.unacked)
-                log.error("store: %s; %d records not saved", exc, len(self.remote.unacked))
-                self.remote.unacked.clear()
-            self._room = self.queue_size
-            return
-        records, self._pending = self._pending, []
-        job = asyncio.get_running_loop().run_in_executor(self._executor, self._process, records, side)
-        # Shielded: cancelling the caller must not cancel a queued job, which would lose the batch.
-        await asyncio.shield(job)
-
-    async def run_retention(self) -> None:
-        """Apply the retention rules now (the writer process also does it every hour)."""
-        if self.remote is not None:
-            await self.remote.ask(("retention",), "counters")
-            return
-        from .retention import Retention
-
-        retention = Retention(self.path, self.store, self.writer.zone, self.writer.mode)
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, retention.run_once)
-        finally:
-            retention.close()
-
-    async def usage_on(self, day: str) -> dict[tuple[str, str], int]:
-        """Minutes per (profile, target) stored for ``day``, so a restart does not refill budgets."""
-        if self.remote is not None:
-            try:
-                return dict(await self.remote.ask(("usage", day), "usage"))
-            except WorkerGone as exc:
-                log.warning("today's usage could not be read from the store: %s", exc)
-                return {}
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.usage_on, day)
-
-    def _ship(self) -> None:
-        """Send what was recorded since the last ship to the writer process (no wait)."""
-        records, self._pending = self._pending, []
-        if not records or self.remote is None:
-            return
-        get = FIELDS
-        # Plain tuples pickle in C: a few hundred records cost well under a millisecond.
-        self.remote.add([get(r) if isinstance(r, QueryRecord) else (r[1], *get(r[0])[1:]) for r in records])
-        # Shipped is not written: until the next commit, what the child holds counts against the queue.
-        self._room = max(self.queue_size - len(self.remote.unacked), 0)
-
-    def _process(self, records: list[QueryRecord | tuple[QueryRecord, float]], side: list[Any]) -> None:
-        expanded = [r if isinstance(r, QueryRecord) else dataclasses.replace(r[0], time=r[1]) for r in records]
-        self.writer.process(expanded, side)
-
-    async def stop(self) -> None:
-        """Stop the flush loop, write what is left, close the database."""
-        if self._task is not None:
-            self._stopping.set()
-            await self._task  # its last flush included
-            self._task = None
-        await self.flush()
-        if self.remote is not None:
-            await self.remote.stop()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.close)
-        self._executor.shutdown(wait=True)
-
-    def health(self) -> dict[str, Any]:
-        """Counters for health/metrics (records unless named otherwise)."""
-        writer = self.remote.totals() if self.remote is not None else self.writer.counters()
-        return {"queued": len(self._pending), "dropped": self.dropped, "lost": self.lost, **writer}
