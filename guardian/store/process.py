@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 _LENGTH = struct.Struct(">I")
 _CUMULATIVE = ("written", "commits", "write_errors", "unsaved", "writer_cpu_seconds")
 FIELDS = attrgetter(*(f.name for f in fields(QueryRecord)))  # QueryRecord -> tuple, in C
-SHIP_SECONDS = 0.1
+SHIP_SECONDS = 0.02
 RETENTION_SECONDS = 3600.0  # the store's retention rules run this often, in the writer process
 START_TIMEOUT = 60.0
 COMMIT_TIMEOUT = 300.0  # a commit stuck this long means a wedged child: restart it  # opening may migrate or set aside a large database
@@ -76,8 +76,16 @@ class StoreUnavailable(Exception):
 
 
 def lower_priority() -> None:
-    """Run the calling thread at nice +10: on a 2-core Pi the DNS loop, the writer and the
-    clients compete for the cores, and a batch being written must not push answers back."""
+    """Let the calling thread run only on CPU time DNS leaves over.
+
+    SCHED_IDLE where the kernel has it (Linux): the scheduler runs this thread only when
+    nothing else wants the core and takes the core back at once when the DNS loop wakes
+    up; a normal priority at nice +10 still takes its turn, long enough to delay answers
+    on a 2-core Pi. Falls back to nice +10.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+        return
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
