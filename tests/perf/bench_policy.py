@@ -44,6 +44,7 @@ TARGET_BLOCKED_RATIO = 2.0
 PROFILES = 5
 DEVICES = 50
 BLOCKED_DISTINCT = 100_000
+ROUNDS = 2  # saturation runs per server for the filtering off/on comparison
 CATEGORY = "ads"  # the category the generated list stands for
 
 
@@ -223,11 +224,16 @@ def run(args: argparse.Namespace, procs: dns.Processes, tmp: Path) -> None:
             raise dns.BenchError(f"{server.name} lost {warm.sent - warm.completed} queries while warming")
     results: dict[str, Any] = {}
     hit_mix, blocked_mix = _mix("cache hits", hits_file), _mix("blocked-heavy", blocked_file)
-    results["off"] = dns.saturate(procs, off, hit_mix, tmp, seconds, ladder)
-    results["on"] = dns.saturate(procs, on, hit_mix, tmp, seconds, ladder)
+    # Off and on take turns, twice, and each keeps its best: single saturation runs on
+    # this shared VM vary by +-20-30 %, enough to fake or hide a 15 % drop.
+    for _ in range(ROUNDS):
+        for key, server in (("off", off), ("on", on)):
+            run = dns.saturate(procs, server, hit_mix, tmp, seconds, ladder)
+            if key not in results or run.qps > results[key].qps:
+                results[key] = run
     results["g-blocked"] = dns.saturate(procs, on, blocked_mix, tmp, seconds, ladder)
     results["m-blocked"] = dns.saturate(procs, masq, blocked_mix, tmp, seconds, ladder)
-    g_rss = dns.memory(on.proc.pid).tree_rss  # with the store writer process
+    g_mem = dns.memory(on.proc.pid)  # with the store writer process
     m_rss = dns.memory(masq.proc.pid).tree_rss
 
     drop = 1 - results["on"].qps / results["off"].qps
@@ -250,7 +256,8 @@ def run(args: argparse.Namespace, procs: dns.Processes, tmp: Path) -> None:
     print(f"{'blocked-heavy, dnsmasq address=/d/ (q/s)':46}{results['m-blocked'].qps:>14,.0f}   "
           f"lost {results['m-blocked'].lost_pct:.2f}%  {results['m-blocked'].rcodes}")
     print(f"{'  ratio':46}{ratio:>13.2f}x   >= {TARGET_BLOCKED_RATIO:g}x  {_ok(ratio >= TARGET_BLOCKED_RATIO)}")
-    print(f"{'RSS after the runs (MB): Guardian / dnsmasq':46}{g_rss:>8.0f} / {m_rss:.0f}")
+    print(f"{'RSS after the runs (MB): Guardian / dnsmasq':46}{g_mem.tree_rss:>8.0f} / {m_rss:.0f}"
+          f"   (Guardian's DNS process {g_mem.rss:.0f}, PSS of both {g_mem.tree_pss:.0f})")
     binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
     print(f"({version.splitlines()[0] if version else 'dnsmasq'}; blocked names are 100,000 distinct list entries "
