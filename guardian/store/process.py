@@ -284,7 +284,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     lower_priority()
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdin = sys.stdin.buffer
+    # The answers get their own descriptor; fd 1 becomes stderr, so a stray print (or a
+    # library writing to stdout) goes to the log instead of corrupting the pipe.
+    stdout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
     hello = _read(stdin)
     if hello is None or hello[0] != "hello":
         return 2
