@@ -18,8 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from .dns.server import parse_hostport
-from .dns.spec import UpstreamSpec, parse_upstream
+from .dns.spec import UpstreamSpec, parse_hostport, parse_upstream
 from .errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

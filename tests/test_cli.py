@@ -96,6 +96,30 @@ def test_sigterm_stops_cleanly_and_data_dir_is_made(daemon, tmp_path):
     assert "Traceback" not in proc.stderr.read()
 
 
+def _mapped(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_memory_split_the_dns_process_carries_neither_sqlalchemy_nor_aiohttp(daemon):
+    """On plain upstreams the DNS process loads no HTTP stack and no SQL toolkit (their
+    C extensions would be mapped); the store's writer process owns SQLAlchemy, and
+    loads nothing of the DNS side."""
+    proc, _config_path, port = daemon
+    assert dig(port, "example.com").status == "NOERROR"
+    dns_maps = _mapped(proc.pid)
+    assert "/sqlalchemy/" not in dns_maps
+    assert "/aiohttp/" not in dns_maps
+    children = [int(c) for t in Path(f"/proc/{proc.pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    writer = [c for c in children if b"guardian.store" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(writer) == 1
+    deadline = time.monotonic() + 10  # it opens the database (and imports SQLAlchemy) after its hello
+    while "/sqlalchemy/" not in _mapped(writer[0]):
+        assert time.monotonic() < deadline, "the writer process never loaded SQLAlchemy"
+        time.sleep(0.1)
+    assert "/aiohttp/" not in _mapped(writer[0])
+    assert "uvloop" not in _mapped(writer[0])
+
+
 def test_sighup_reloads_without_dropping_queries(daemon, tmp_path, upstream, upstream2):
     proc, config, port = daemon
     assert dig(port, "kids.example").values == ["198.51.100.7"]

@@ -41,28 +41,6 @@ class ServerStats:
     tcp_rejected: int = 0
 
 
-def parse_hostport(text: str) -> tuple[str, int]:
-    """``127.0.0.1:5353`` / ``[::1]:5353`` -> (host, port). Raises ValueError."""
-    import ipaddress
-
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"{text!r}: write IPv6 as [address]:port")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or ":" in host:
-            raise ValueError(f"{text!r}: expected host:port (IPv6 as [address]:port)")
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r}: port must be 1-65535")
-    return host, int(port)
-
-
 def udp_limit(query: Query) -> int:
     q = query.q
     return min(max(q.payload, MIN_UDP), MAX_UDP_ANSWER) if q.edns else MIN_UDP

@@ -1,7 +1,7 @@
-"""Upstream URLs: what the configuration accepts in ``dns.upstreams``.
+"""Addresses the configuration accepts: ``dns.upstreams`` URLs and ``host:port`` listens.
 
-Kept apart from upstream.py, which needs aiohttp, so reading a configuration (also in
-the store's writer process and the CLI) does not load the HTTP stack.
+Kept apart from upstream.py and server.py, so reading a configuration (in the CLI and
+the tools) loads neither asyncio's servers nor the HTTP stack.
 """
 
 from __future__ import annotations
@@ -63,3 +63,23 @@ def _check_ip(url: str, host: str) -> None:
         ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"upstream {url!r}: {host!r} must be an IP address (write name@address for TLS)") from None
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``127.0.0.1:5353`` / ``[::1]:5353`` -> (host, port). Raises ValueError."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{text!r}: write IPv6 as [address]:port")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{text!r}: expected host:port (IPv6 as [address]:port)")
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: port must be 1-65535")
+    return host, int(port)

@@ -23,9 +23,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-import aiohttp
-import aiohttp.abc
-
 from ..errors import GuardianError
 from .spec import UpstreamSpec
 from .wire import HEADER, T_A, T_AAAA, T_NS, TC, U16, build_query, question_matches, text_to_wire
@@ -342,82 +339,6 @@ class StreamUpstream(Upstream):
             self._conn = None
 
 
-class HttpsUpstream(Upstream):
-    """DNS over HTTPS (RFC 8484): POST application/dns-message, connections kept alive."""
-
-    def __init__(self, spec: UpstreamSpec, ssl_context: ssl.SSLContext, resolve_host: Any = None) -> None:
-        super().__init__(spec)
-        self.ssl_context = ssl_context
-        self.resolve_host = resolve_host
-        self._session: Any = None
-        self._address: str | None = spec.host if _is_ip(spec.host) else None
-
-    async def _session_for(self) -> Any:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                ssl=self.ssl_context, limit=32, keepalive_timeout=60, resolver=_FixedResolver(self)
-            )
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
-
-    async def address(self) -> str:
-        if self._address is None:
-            if self.resolve_host is None:
-                infos = await asyncio.get_running_loop().getaddrinfo(self.spec.host, self.spec.port, type=socket.SOCK_STREAM)
-                self._address = str(infos[0][4][0])
-            else:
-                self._address = await self.resolve_host(self.spec.host)
-        return self._address
-
-    async def exchange(self, question: bytes, *, do: bool, cd: bool, timeout: float) -> bytes:
-        session = await self._session_for()
-        # RFC 8484 section 4.1: ID 0 in DoH; the TLS session is what binds the answer.
-        query = build_query(0, question, do=do, cd=cd)
-        host = self.spec.tls_name or self.spec.host
-        netloc = f"[{host}]" if ":" in host else host
-        url = f"https://{netloc}:{self.spec.port}{self.spec.path}"
-        try:
-            async with session.post(
-                url,
-                data=query,
-                headers={"Content-Type": "application/dns-message", "Accept": "application/dns-message"},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
-                if response.status != 200:
-                    raise UpstreamError(f"HTTP {response.status}")
-                answer: bytes = await response.content.read(65536)
-        except TimeoutError:
-            raise UpstreamError(f"no answer in {timeout:.1f}s") from None
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise UpstreamError(f"certificate check failed for {host}: {exc}") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"HTTPS error: {exc}") from exc
-        if not question_matches(query, answer, 0):
-            raise UpstreamError("answer does not match the question")
-        return answer
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-class _FixedResolver(aiohttp.abc.AbstractResolver):
-    """aiohttp resolver that connects a DoH name to its bootstrap address."""
-
-    def __init__(self, upstream: HttpsUpstream) -> None:
-        self.upstream = upstream
-
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[aiohttp.abc.ResolveResult]:
-        address = await self.upstream.address()
-        fam = socket.AF_INET6 if ":" in address else socket.AF_INET
-        return [{"hostname": host, "host": address, "port": port, "family": fam, "proto": 0,
-                 "flags": socket.AI_NUMERICHOST}]
-
-    async def close(self) -> None:
-        return None
-
-
 def make_upstream(spec: UpstreamSpec, ca_file: str | None = None, resolve_host: Any = None) -> Upstream:
     if spec.scheme == "udp":
         return UdpUpstream(spec)
@@ -426,6 +347,8 @@ def make_upstream(spec: UpstreamSpec, ca_file: str | None = None, resolve_host: 
     context = ssl.create_default_context(cafile=ca_file)
     if spec.scheme == "tls":
         return StreamUpstream(spec, context)
+    from .doh import HttpsUpstream  # aiohttp (13 MB) only in a house that uses DoH
+
     return HttpsUpstream(spec, context, resolve_host)
 
 

@@ -23,13 +23,11 @@ import dataclasses
 import fcntl
 import hashlib
 import inspect
-import ipaddress
 import json
 import logging
 import os
 import re
 import secrets
-import socket
 import ssl
 import sys
 import time
@@ -37,11 +35,9 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
-import aiohttp.abc
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -50,6 +46,9 @@ from ..errors import GuardianError
 from .lists import FORMATS, ListFormat, ParseStats, check_refresh, iter_rules, open_list
 from .matcher import ListFile, ListSource
 from .rulepacks import Category
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -299,40 +298,6 @@ def progress_printer(name: str, stream: TextIO | None = None, interval: float = 
 # --- downloading ---------------------------------------------------------------------
 
 
-class _UpstreamResolver(aiohttp.abc.AbstractResolver):
-    """aiohttp resolver asking the configured upstreams, never the system resolver."""
-
-    def __init__(self, resolve_host: ResolveHost) -> None:
-        self.resolve_host = resolve_host
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[aiohttp.abc.ResolveResult]:
-        if _is_ip(host):
-            address = host
-        else:
-            try:
-                address = await self.resolve_host(host)
-            except (GuardianError, OSError, ValueError) as exc:
-                # aiohttp reports only OSError as a connection (DNS) error, and shows its strerror.
-                raise socket.gaierror(socket.EAI_NONAME, f"cannot resolve {host}: {exc}") from exc
-        fam = socket.AF_INET6 if ":" in address else socket.AF_INET
-        return [
-            {"hostname": host, "host": address, "port": port, "family": fam, "proto": 0, "flags": socket.AI_NUMERICHOST}
-        ]
-
-    async def close(self) -> None:
-        return None
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 def _check_url(url: str, what: str = "URL") -> None:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
@@ -414,6 +379,8 @@ class Downloader:
             has_copy = await asyncio.to_thread(self.copy_path(sub).is_file)
         except OSError as exc:
             raise ListDownloadError(f"cannot use {self.store_dir}: {exc.strerror or exc}") from exc
+        import aiohttp  # here, not at the top: the DNS process loads it only to download a list
+
         try:
             async with asyncio.timeout(self.timeout):
                 body = await self._download(sub, prev if has_copy else None, progress)
@@ -435,7 +402,11 @@ class Downloader:
             raise ListDownloadError(f"cannot store the list: {exc.strerror or exc}") from exc
 
     def _session(self) -> aiohttp.ClientSession:
-        resolver = _UpstreamResolver(self.resolve_host) if self.resolve_host is not None else None
+        import aiohttp
+
+        from ..httpclient import CallbackResolver
+
+        resolver = CallbackResolver(self.resolve_host) if self.resolve_host is not None else None
         connector = aiohttp.TCPConnector(
             ssl=ssl.create_default_context(cafile=self.ca_file), resolver=resolver, limit=2, use_dns_cache=False
         )

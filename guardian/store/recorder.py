@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from ..config import PrivacySettings, Settings, StoreSettings
-from .process import FIELDS, SHIP_SECONDS, RemoteWriter, WorkerGone, lower_priority, options
+from .child import lower_priority
+from .process import FIELDS, SHIP_SECONDS, RemoteWriter, WorkerGone, options
 from .records import DB_NAME, QueryRecord
 
 if TYPE_CHECKING:
