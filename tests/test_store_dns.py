@@ -82,3 +82,31 @@ def test_retention_runs_in_the_writer_process(make_guardian, upstream, tmp_path)
     asyncio.run_coroutine_threadsafe(g.daemon.recorder.run_retention(), g.loop).result(30)
     rows = db.execute("SELECT time, domain_id FROM queries").fetchall()
     assert len(rows) == 1 and rows[0][1] == domain and rows[0][0] > time.time() - 60  # the old one went
+
+
+def test_a_busy_network_commits_full_batches_before_the_interval(make_guardian, upstream, tmp_path):
+    """With a minute between flushes, 12,000 queries are still written within seconds, in
+    batches of at most BATCH_ROWS: what the daemon holds unwritten stays bounded."""
+    import socket
+
+    from guardian.store.recorder import BATCH_ROWS
+
+    config = f"data_dir: {tmp_path / 'var'}\nstore:\n  flush_seconds: 60\n"
+    g = make_guardian([upstream.url], config=config)
+    assert dig(g.port(), "example.com").status == "NOERROR"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(2)
+    sock.connect(("127.0.0.1", g.port()))
+    query = bytes.fromhex("abcd01000001000000000000076578616d706c6503636f6d0000010001")  # example.com A
+    sent = 12_000
+    for _ in range(sent):
+        sock.send(query)
+        assert sock.recv(512)[:2] == b"\xab\xcd"
+    sock.close()
+    deadline = time.monotonic() + 15
+    while g.daemon.recorder.health().get("written", 0) < 2 * BATCH_ROWS and time.monotonic() < deadline:
+        time.sleep(0.1)
+    health = g.daemon.recorder.health()
+    assert health["written"] >= 2 * BATCH_ROWS, health  # not waiting for the minute
+    assert health["dropped"] == 0 and health["lost"] == 0
+    assert health["commits"] >= 2

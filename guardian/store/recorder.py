@@ -35,6 +35,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A busy network fills a batch before flush_seconds: commit it then. Under a flood this
+# bounds what both processes hold (and what a crash can lose) at a few thousand
+# records, instead of every record of the interval up to queue_size.
+BATCH_ROWS = 5000
+BATCH_CHECK_SECONDS = 0.25  # thread mode: how often the batch size is looked at
+
 
 class Recorder:
     """The store's front: ``record`` on the event loop, batches committed by one worker thread.
@@ -159,24 +165,27 @@ class Recorder:
             self._task = asyncio.create_task(self.run(), name="guardian-store-writer")
 
     async def run(self) -> None:
-        """Flush every ``flush_seconds`` until ``stop()`` (to a writer process: ship often)."""
+        """Flush every ``flush_seconds``, or as soon as ``BATCH_ROWS`` records wait, until ``stop()``
+        (to a writer process: ship often)."""
         loop = asyncio.get_running_loop()
         due = loop.time() + self.flush_seconds
         while not self._stopping.is_set():
-            wait = due - loop.time()
-            if self.remote is not None:
-                wait = min(wait, SHIP_SECONDS)
+            wait = min(due - loop.time(), SHIP_SECONDS if self.remote is not None else BATCH_CHECK_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), max(wait, 0.0))
             if self.remote is not None:
                 self._ship()
-            if loop.time() < due and not self._stopping.is_set():
+            if loop.time() < due and not self._stopping.is_set() and self._held() < BATCH_ROWS:
                 continue
             due = loop.time() + self.flush_seconds
             try:
                 await self.flush()
             except Exception:  # noqa: BLE001 - the writer must outlive any bug in one batch
                 log.exception("store: a batch failed")
+
+    def _held(self) -> int:
+        """Records taken but not yet committed (in memory here or in the writer process)."""
+        return len(self._pending) + (len(self.remote.unacked) if self.remote is not None else 0)
 
     async def flush(self) -> None:
         """Hand what was recorded so far to the writer and wait for its commit (or failure)."""
