@@ -162,6 +162,26 @@ def test_file_sources_are_streamed_with_counts(tmp_path: Path) -> None:
     assert sorted(m.domains()) == ["a.example", "b.example"]
 
 
+def test_a_big_list_compiles_in_a_child_and_its_failure_is_a_snapshot_error(tmp_path: Path) -> None:
+    import asyncio
+
+    from guardian.policy.matcher import IN_PROCESS_BYTES, compile_in_background
+
+    path = tmp_path / "big.hosts"
+    with path.open("w") as out:
+        for i in range(IN_PROCESS_BYTES // 25):
+            out.write(f"0.0.0.0 n{i:07d}.big.example\n")
+    assert path.stat().st_size > IN_PROCESS_BYTES
+    sources = [ListSource(7, "big", "ads", "deny", ListFile(path, "hosts"))]
+    m = Matcher.load(asyncio.run(compile_in_background(sources, tmp_path / "s")))
+    assert m.lists[7].entries == IN_PROCESS_BYTES // 25
+    assert winner(m, "www.n0000042.big.example", {7}) == (7, "n0000042.big.example", False)
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the snapshots should go")
+    with pytest.raises(SnapshotError, match="list compiler process failed: .*not-a-dir"):
+        asyncio.run(compile_in_background(sources, blocked))
+
+
 def test_empty_snapshot(tmp_path: Path) -> None:
     m = Matcher.load(compile_snapshot([], tmp_path))
     assert m.lookup("a.example") is NO_HITS and m.key_count == 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import dig
@@ -109,7 +112,21 @@ def test_a_big_list_is_compiled_in_a_child_process_and_blocks(make_guardian, ups
     upstream.zone["tracker-000007.big-list.example"] = [("A", "198.51.100.30")]
     config = HOUSEHOLD.format(var=tmp_path / "var") + (
         f"lists:\n  - {{name: Big list, category: gambling, path: {big}, format: hosts}}\n")
+    before = _children()
     g = make_guardian([upstream.url], config=config)
     assert dig(g.port(), "tracker-119999.big-list.example", source="127.0.0.2").status == "NXDOMAIN"
     assert dig(g.port(), "tracker-000007.big-list.example", source="127.0.0.1").values == ["198.51.100.30"]  # Adult
     assert in_this_process == []  # the child process compiled it, not this one
+    # ... and it is gone, leaving nothing behind: the only process the daemon keeps is the store's writer.
+    left = {pid: cmd for pid, cmd in _children().items() if pid not in before}
+    assert [cmd for cmd in left.values() if "guardian.store" not in cmd] == []
+
+
+def _children() -> dict[int, str]:
+    """This process's children: pid -> command line."""
+    found = {}
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                found[int(pid)] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return found
