@@ -196,3 +196,25 @@ def test_lists_refresh_downloads_with_progress_and_shows_the_status(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Test list: updated" in result.stderr
     assert "Test list" in result.stdout and "500" in result.stdout
+
+
+def test_reading_the_config_again_keeps_nothing_of_the_last_read():
+    """SIGHUP reads the file again: months of reloads must not pile up memory."""
+    import gc
+    import tracemalloc
+
+    from guardian import config
+
+    example = Path(__file__).parent / "data" / "contract.yaml"
+    config.load(example)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            config.load(example)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 20_000, f"{grown:,} bytes kept after 20 reads"
