@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import inspect
 import logging
 import socket
@@ -104,11 +105,10 @@ class DnsServer:
         try:
             for host, port in self.addresses:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                udp = _bind(family, socket.SOCK_DGRAM, host, port)
+                udp, tcp = _bind_pair(family, host, port)
                 transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=udp)
                 self._udp.append(transport)  # type: ignore[arg-type]
                 bound_port = udp.getsockname()[1]
-                tcp = _bind(family, socket.SOCK_STREAM, host, bound_port)
                 server = await loop.create_server(lambda: _TcpConnection(self), sock=tcp, backlog=128)
                 self._tcp.append(server)
                 self.bound.append(("udp", host, bound_port))
@@ -194,6 +194,21 @@ class DnsServer:
         if now - self._last_error_log >= 60:
             self._last_error_log = now
             log.error("%s (further errors are counted, logged once a minute)", what, exc_info=exc or True)
+
+
+def _bind_pair(family: int, host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """UDP and TCP sockets bound to ``host:port``. Port 0 (tests, tools): the OS picks a
+    free UDP port, and the TCP one of the same number may be taken (by any connection's
+    local end): then another pick, a few times."""
+    for attempt in range(20):
+        udp = _bind(family, socket.SOCK_DGRAM, host, port)
+        try:
+            return udp, _bind(family, socket.SOCK_STREAM, host, udp.getsockname()[1])
+        except OSError as exc:
+            udp.close()
+            if port != 0 or exc.errno != errno.EADDRINUSE or attempt == 19:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _bind(family: int, kind: int, host: str, port: int) -> socket.socket:
