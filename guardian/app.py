@@ -333,6 +333,9 @@ class Guardian:
         self.settings = settings
         if self.server is not None:
             self.server.invalidate()
+        subs = subscriptions_for(settings, self.rules, self.policy.current.household)
+        if subs != self.subscriptions:  # url: lists or pack_lists changed
+            self._resubscribe(subs)
         await asyncio.sleep(self.settings.dns.upstream_timeout * 3)  # let queries on the old chain finish
         await old.pool.close()
 
@@ -361,9 +364,10 @@ def household_of(settings: Settings, rules: Rules) -> Any:
 
 
 def subscriptions_for(settings: Settings, rules: Rules, household: Household) -> list[Subscription]:
-    """Lists to download: the config's url: lists, and the rule packs' public lists of
-    the categories some profile of the household turns on (nothing else is fetched)."""
-    enabled = {c for p in household.profiles for c in p.categories}
+    """Lists to download: the config's url: lists, and (unless ``pack_lists: false``) the
+    rule packs' public lists of the categories some profile of the household turns on
+    (nothing else is fetched)."""
+    enabled = {c for p in household.profiles for c in p.categories} if settings.pack_lists else set()
     return collect_subscriptions(settings.lists, rules.categories.values(), fetch=enabled)
 
 

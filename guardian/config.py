@@ -94,6 +94,7 @@ class Settings:
     timezone: str | None = None
     log_level: str = "info"
     lists: tuple[ListSettings, ...] = ()
+    pack_lists: bool = True  # download the rule packs' public lists of the categories in use
     store: StoreSettings = field(default_factory=StoreSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
@@ -453,6 +454,7 @@ SCHEMA = mapping(
         "timezone": converted(_zone),
         "log_level": choice("debug", "info", "warning", "error"),
         "lists": listof(_list_entry),
+        "pack_lists": boolean,
         "store": mapping(
             {
                 "flush_seconds": number(0.1, 600),
@@ -568,6 +570,7 @@ def parse(text: str, filename: str = "<config>", base: Path | None = None) -> Se
         timezone=values.get("timezone"),
         log_level=values.get("log_level", "info"),
         lists=tuple(x for x in values.get("lists", ()) if x is not None),
+        pack_lists=values.get("pack_lists", True),
         store=StoreSettings(**values.get("store", {})),
         privacy=PrivacySettings(**values.get("privacy", {})),
         discovery=DiscoverySettings(**values.get("discovery", {})),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -96,6 +97,27 @@ def test_importing_a_household_subscribes_to_its_new_categories_lists(make_guard
     time.sleep(0.3)
     assert {s.category for s in g.daemon.subscriptions} == {"gambling"}
     assert g.daemon.scheduler.get_job("guardian-lists-first-refresh") is not None
+
+
+def test_pack_lists_false_downloads_nothing_but_the_configs_own_lists(make_guardian, upstream, tmp_path):
+    """A box without internet (or a telco shipping its own lists) turns the rule packs'
+    public lists off; the bundled seed lists still block, and a SIGHUP-style reload
+    turns the downloads back on."""
+    from guardian import config as config_module
+
+    text = (f"data_dir: {tmp_path / 'var'}\npack_lists: false\nlists:\n"
+            "  - {name: Telco list, category: gambling, url: 'https://lists.telco.test/g.txt'}\n"
+            "household:\n  default_profile: Kid\n  profiles:\n    - {name: Kid, categories: [gambling]}\n")
+    g = make_guardian([upstream.url], config=text)
+    assert [s.name for s in g.daemon.subscriptions] == ["Telco list"]
+    seed = next(line.strip() for line in (Path(__file__).parents[1] / "rules" / "lists" / "gambling.txt").open()
+                if line.strip() and not line.startswith("#"))
+    assert dig(g.port(), seed).status == "NXDOMAIN"  # the bundled list needs no download
+    again = config_module.parse(text.replace("pack_lists: false", "pack_lists: true"), "g.yaml", base=tmp_path)
+    settings = dataclasses.replace(again, dns=g.daemon.settings.dns)
+    g.call(g.daemon.reload(settings))
+    assert {s.category for s in g.daemon.subscriptions} == {"gambling"}
+    assert len(g.daemon.subscriptions) > 1  # the telco's list and the gambling pack's public ones
 
 
 def test_a_big_list_is_compiled_in_a_child_process_and_blocks(make_guardian, upstream, tmp_path, monkeypatch):

@@ -223,6 +223,7 @@ def start_guardian(procs: Processes, tmp: Path, upstream: int) -> Server:
         "  rate_limit: 0          # one client flooding on purpose\n"
         "  cache_size: 10000      # the default\n"
         f"data_dir: {tmp / 'var'}\n"
+        "pack_lists: false        # nothing downloaded: the fake upstream answers every name with 192.0.2.1\n"
         "log_level: warning\n"
     )
     log = tmp / "guardian.log"
