@@ -32,8 +32,8 @@ from .policy.rulepacks import Rules, load_rules
 from .policy.snapshot import MeterBudgets, PolicyHolder, build_from_rules, service_sources, with_matcher
 from .policy.subscriptions import (
     SERVICE_FIRST_ID,
-    Downloader,
     ListSet,
+    ProcessDownloader,
     Subscription,
     collect_subscriptions,
     local_list_sources,
@@ -300,16 +300,12 @@ class Guardian:
 
     def _schedule_lists(self) -> None:
         settings = self.settings
-        plain = [make_upstream(s) for s in (settings.dns.bootstrap or
-                                            tuple(u for u in settings.dns.upstreams if u.scheme in ("udp", "tcp")))]
-
-        async def resolve_host(name: str) -> str:
-            # The list hosts are resolved through the upstreams, never through Guardian's
-            # own filtering: a blocked list host must not leave the box without rules.
-            return await resolve_via(plain, name)
-
-        downloader = Downloader(settings.data_dir / "lists" / "downloads", resolve_host if plain else None,
-                                ca_file=settings.dns.tls_ca_file)
+        # The list hosts are resolved through the upstreams, never through Guardian's own
+        # filtering: a blocked list host must not leave the box without rules. Each
+        # download runs in a child process (see ProcessDownloader).
+        plain = settings.dns.bootstrap or tuple(u for u in settings.dns.upstreams if u.scheme in ("udp", "tcp"))
+        downloader = ProcessDownloader(settings.data_dir / "lists" / "downloads", plain,
+                                       ca_file=settings.dns.tls_ca_file)
         schedule_refreshes(self.scheduler, self.subscriptions, downloader, self.recompile)
         schedule_path_watch(self.scheduler, self._current_list_set, self.recompile)
 

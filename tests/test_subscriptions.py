@@ -8,6 +8,7 @@ import io
 import json
 import os
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -140,6 +141,54 @@ def test_success_stores_the_copy_counts_entries_and_resolves_through_resolve_hos
     assert seen[0] == (0, len(GOOD)) and seen[-1] == (len(GOOD), len(GOOD))
     assert load_status(tmp_path)[status.key] == status
     assert parts(tmp_path) == []
+
+
+def test_the_daemon_downloads_in_a_child_process_resolving_through_the_upstreams(
+    tmp_path: Path, upstream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ProcessDownloader: the same outcome and status as in-process, but the work (and
+    aiohttp) in a short-lived child; this process's Downloader.refresh is never run."""
+    from guardian.dns.spec import parse_upstream
+    from guardian.policy.subscriptions import ProcessDownloader
+
+    upstream.zone["lists.test"] = [("A", "127.0.0.1")]
+    monkeypatch.setattr(Downloader, "refresh", lambda *a, **k: pytest.fail("downloaded in the DNS process"))
+
+    async def main() -> tuple[ListStatus, ListStatus, bytes]:
+        async with ListServer() as server:
+            server.serve("/list.txt", GOOD, headers={"ETag": '"v1"'})
+            dl = ProcessDownloader(tmp_path, [parse_upstream(upstream.url)])
+            sub = sub_for(server)
+            first = await dl.refresh(sub)
+            del server.routes["/list.txt"]
+            second = await dl.refresh(sub)
+            return first, second, dl.copy_path(sub).read_bytes()
+
+    first, second, copy = run(main())
+    assert first.outcome == "updated" and first.entries == 3 and first.etag == '"v1"'
+    assert ("udp", "lists.test", "A") in upstream.queries
+    assert second.outcome == "failed" and "HTTP 404" in (second.last_error or "")
+    assert copy == GOOD  # the last good copy stays
+    assert load_status(tmp_path)[first.key] == second
+
+
+def test_a_download_process_that_dies_is_a_failed_refresh_keeping_the_copy(tmp_path: Path) -> None:
+    from guardian.policy.subscriptions import ProcessDownloader
+
+    async def main() -> tuple[ListStatus, bytes]:
+        async with ListServer() as server:
+            server.serve("/list.txt", GOOD)
+            sub = sub_for(server)
+            await Downloader(tmp_path, Resolver()).refresh(sub)  # a good copy first
+            dl = ProcessDownloader(tmp_path)
+            dl.argv = (sys.executable, "-c", "import os; os.kill(os.getpid(), 9)")  # killed (the OOM killer, say)
+            return await dl.refresh(sub), dl.copy_path(sub).read_bytes()
+
+    status, copy = run(main())
+    assert status.outcome == "failed"
+    assert "the list download process failed" in (status.last_error or "")
+    assert copy == GOOD and status.entries == 3
+    assert load_status(tmp_path)[status.key].last_error == status.last_error
 
 
 def test_not_modified_sends_conditional_headers_and_keeps_the_copy_without_parsing(

@@ -26,6 +26,7 @@ import inspect
 import json
 import logging
 import os
+import pickle
 import re
 import secrets
 import ssl
@@ -60,6 +61,7 @@ __all__ = [
     "ListDownloadError",
     "ListSet",
     "ListStatus",
+    "ProcessDownloader",
     "Refresher",
     "Subscription",
     "collect_subscriptions",
@@ -364,11 +366,14 @@ class Downloader:
             except ListDownloadError as exc:
                 status = dataclasses.replace(prev, last_attempt=started, last_error=str(exc), outcome="failed")
                 log.warning("list %r (%s): %s; keeping the last good copy", sub.name, sub.url, exc)
-            try:
-                await asyncio.to_thread(_save_status, self.store_dir, status)
-            except OSError as exc:
-                log.error("cannot save list status in %s: %s", self.store_dir, exc)
-            return status
+            return await self._save(status)
+
+    async def _save(self, status: ListStatus) -> ListStatus:
+        try:
+            await asyncio.to_thread(_save_status, self.store_dir, status)
+        except OSError as exc:
+            log.error("cannot save list status in %s: %s", self.store_dir, exc)
+        return status
 
     async def _refresh(
         self, sub: Subscription, prev: ListStatus, started: float, progress: Progress | None
@@ -520,6 +525,91 @@ class Downloader:
             last_error=None,
             outcome="updated",
         )
+
+
+class ProcessDownloader(Downloader):
+    """A Downloader whose every refresh runs in a short-lived child process (the daemon).
+
+    The child (``python -c ... downloader_main()``) resolves the list host through
+    ``resolvers`` (plain upstream specs), downloads, checks and installs the list and
+    saves its status, exactly as ``Downloader.refresh`` does, then exits. The DNS process
+    thus never loads aiohttp (~12 MB it would keep for good after the first daily
+    refresh), and parsing a 50 MB list from the internet never grows its heap. A child
+    that fails is a failed refresh: the last good copy stays.
+    """
+
+    COMMAND = ("-c", "from guardian.policy.subscriptions import downloader_main; downloader_main()")
+
+    def __init__(
+        self,
+        store_dir: Path | str,
+        resolvers: Sequence[Any] = (),
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        timeout: float = DEFAULT_TIMEOUT,
+        ca_file: str | None = None,
+    ) -> None:
+        super().__init__(store_dir, None, max_bytes, timeout, ca_file)
+        self.resolvers = tuple(resolvers)  # UpstreamSpec of the plain upstreams; () = the system resolver
+        self.argv: tuple[str, ...] = (sys.executable, *self.COMMAND)
+
+    async def refresh(self, sub: Subscription, progress: Progress | None = None) -> ListStatus:
+        lock = self._locks.setdefault(sub.key, asyncio.Lock())
+        async with lock:
+            job = (sub, str(self.store_dir), self.resolvers, self.max_bytes, self.timeout, self.ca_file)
+            started = time.time()
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                # The child has its own timeout; this one only catches a wedged child.
+                out, err = await asyncio.wait_for(proc.communicate(pickle.dumps(job)), self.timeout + 60)
+            except (OSError, TimeoutError) as exc:
+                return await self._failed(sub, started, f"the list download process failed: {exc!r}")
+            lines = err.decode(errors="replace").strip().splitlines()
+            if proc.returncode == 0:
+                with contextlib.suppress(Exception):
+                    status = pickle.loads(out)
+                    if isinstance(status, ListStatus):
+                        for line in lines:  # the child's own warnings, into the daemon's log
+                            log.warning("list download: %s", line)
+                        return status
+            detail = lines[-1] if lines else f"exit status {proc.returncode}"
+            return await self._failed(sub, started, f"the list download process failed: {detail}")
+
+    async def _failed(self, sub: Subscription, started: float, error: str) -> ListStatus:
+        prev = await asyncio.to_thread(self.status, sub)
+        status = dataclasses.replace(prev, name=sub.name, category=sub.category, url=sub.url, format=sub.format,
+                                     last_attempt=started, last_error=error, outcome="failed")
+        log.warning("list %r (%s): %s; keeping the last good copy", sub.name, sub.url, error)
+        return await self._save(status)
+
+
+def downloader_main() -> None:
+    """The list download process: a job (pickle) on stdin, the ListStatus (pickle) on stdout."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    sub, store_dir, resolvers, max_bytes, timeout, ca_file = pickle.load(sys.stdin.buffer)
+
+    async def fetch() -> ListStatus:
+        from ..dns.upstream import make_upstream, resolve_via
+
+        plain = [make_upstream(spec) for spec in resolvers]
+
+        async def resolve_host(name: str) -> str:
+            return await resolve_via(plain, name)
+
+        try:
+            downloader = Downloader(store_dir, resolve_host if plain else None, max_bytes, timeout, ca_file)
+            return await downloader.refresh(sub)
+        finally:
+            for upstream in plain:
+                await upstream.close()
+
+    status = asyncio.run(fetch())
+    sys.stdout.buffer.write(pickle.dumps(status))
+    sys.stdout.buffer.flush()
 
 
 def _write(out: Any, hasher: Any, data: bytes) -> None:
