@@ -181,10 +181,7 @@ class Guardian:
         await self.load_lists()
         await self.recorder.start()
         # After the recorder: it creates and migrates the database the registry lives in.
-        persist = RemotePersist(self.recorder.remote) if self.recorder.remote is not None else None
-        self.discovery = Discovery.from_settings(self.settings, on_new_device=self.recorder.new_device,
-                                                 on_bypass=self._bypass_seen, identify=self._identify_device,
-                                                 persist=persist)
+        self.discovery = self._discovery_for(self.settings)
         await self.discovery.start()
         self.scheduler = AsyncIOScheduler(timezone=self.settings.zone)
         # Ended overrides act no more (decide compares them with now); this drops them
@@ -208,6 +205,20 @@ class Guardian:
             await self.recorder.stop()
             self.scheduler.shutdown(wait=False)
             raise
+
+    def _discovery_for(self, settings: Settings) -> Discovery:
+        persist = RemotePersist(self.recorder.remote) if self.recorder.remote is not None else None
+        return Discovery.from_settings(settings, on_new_device=self.recorder.new_device, on_bypass=self._bypass_seen,
+                                       identify=self._identify_device, persist=persist)
+
+    async def _restart_discovery(self, settings: Settings) -> None:
+        """New discovery settings (interfaces, capture, sweeps): the old service saves its
+        registry and stops; the new one loads it back and starts its sources."""
+        old = self.discovery
+        if old is not None:
+            await old.stop()
+        self.discovery = self._discovery_for(settings)
+        await self.discovery.start()
 
     def _device_hint(self, ip: str) -> tuple[str | None, str | None]:
         """(MAC, hostname) that discovery knows for ``ip`` (IPv6 and DHCP names included)."""
@@ -326,6 +337,8 @@ class Guardian:
             old_server, self.server = self.server, new_server
             if old_server is not None:
                 await old_server.stop()
+        if settings.discovery != self.settings.discovery:
+            await self._restart_discovery(settings)
         self.settings = settings
         if self.server is not None:
             self.server.invalidate()

@@ -46,3 +46,30 @@ def test_a_device_named_by_its_dhcp_hostname_gets_its_profile(make_guardian, ups
     g.loop.call_soon_threadsafe(g.daemon.server.invalidate)
     time.sleep(0.2)
     assert dig(g.port(), "www.1xbet.com", source="127.0.0.6").status == "NXDOMAIN"
+
+
+def test_a_reload_with_new_discovery_settings_restarts_discovery_keeping_the_devices(
+        make_guardian, upstream, tmp_path):
+    """SIGHUP applies discovery.* too: the old service saves its registry and stops, the
+    new one (new settings) loads the same devices back."""
+    import dataclasses
+
+    from conftest import dig
+
+    from guardian import config as config_module
+    from guardian.discovery.packets import Sighting
+
+    text = f"data_dir: {tmp_path / 'var'}\nstore:\n  flush_seconds: 0.2\n"
+    g = make_guardian([upstream.url], config=text)
+    old = g.daemon.discovery
+    sighting = Sighting(mac="b8:27:eb:12:34:56", ip="127.0.0.9", source="dhcp", hostname="kids-pi")
+    g.loop.call_soon_threadsafe(old._take, [sighting])
+    time.sleep(0.2)
+    changed = config_module.parse(text + "discovery:\n  sweep_minutes: 7\n", "g.yaml", base=tmp_path)
+    g.call(g.daemon.reload(dataclasses.replace(changed, dns=g.daemon.settings.dns)))
+    new = g.daemon.discovery
+    assert new is not old and new.settings.sweep_minutes == 7
+    assert old._task is None  # the old one stopped
+    kept = new.registry.by_ip.get("127.0.0.9")
+    assert kept is not None and kept.mac == "b8:27:eb:12:34:56" and kept.hostname == "kids-pi"
+    assert dig(g.port(), "example.com").status == "NOERROR"
