@@ -300,6 +300,7 @@ async def _serve(path: str, settings: object) -> int:
         except GuardianError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
+        logging.getLogger().setLevel(getattr(logging, new.log_level.upper()))
         log.info("configuration reloaded from %s", path)
 
     def on_hup() -> None:

@@ -137,6 +137,31 @@ def test_sighup_reloads_without_dropping_queries(daemon, tmp_path, upstream, ups
     assert switched and failures == 0
 
 
+def test_sighup_applies_a_new_log_level(tmp_path, upstream):
+    port = free_port()
+    config = tmp_path / "guardian.yaml"
+    config.write_text(f"dns:\n  listen: [\"127.0.0.1:{port}\"]\n  upstreams: [\"{upstream.url}\"]\n"
+                      "data_dir: ./var\nlog_level: warning\n")
+    proc = subprocess.Popen([*GUARDIAN, "run", "--config", str(config)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while dig(port, "example.com").status != "NOERROR":
+            assert time.monotonic() < deadline and proc.poll() is None, "daemon did not start"
+            time.sleep(0.1)
+        config.write_text(config.read_text().replace("log_level: warning", "log_level: info"))
+        os.kill(proc.pid, signal.SIGHUP)
+        time.sleep(4)  # the reload waits for the old chain's queries (3 x upstream_timeout)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        log = proc.stderr.read()
+        assert "configuration reloaded from" in log  # an info line: the new level is live
+        assert "DNS listening" not in log  # info lines before the reload were not shown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_sighup_with_a_broken_file_keeps_the_running_config(daemon, tmp_path):
     proc, config, port = daemon
     config.write_text("dns:\n  listen: nonsense\n")
