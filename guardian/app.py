@@ -337,6 +337,9 @@ class Guardian:
             old_server, self.server = self.server, new_server
             if old_server is not None:
                 await old_server.stop()
+        if self.server is not None:  # read per connection: the next ones get the new limits
+            self.server.tcp_idle = settings.dns.tcp_idle_seconds
+            self.server.tcp_max_connections = settings.dns.tcp_max_connections
         if settings.discovery != self.settings.discovery:
             await self._restart_discovery(settings)
         self.settings = settings

@@ -191,6 +191,24 @@ def test_tcp_idle_connections_are_closed_and_the_cap_holds(make_guardian, upstre
     assert dig(port, "example.com", tcp=True).values == ["93.184.216.34"]
 
 
+def test_a_reload_applies_new_tcp_limits_to_the_next_connections(make_guardian, upstream):
+    import dataclasses
+
+    g = make_guardian([upstream.url], tcp_max_connections=256)
+    port = g.port(proto="tcp")
+    settings = g.daemon.settings
+    g.call(g.daemon.reload(dataclasses.replace(settings, dns=dataclasses.replace(settings.dns, tcp_max_connections=1))))
+    held = socket.create_connection(("127.0.0.1", port), timeout=3)
+    extra = socket.create_connection(("127.0.0.1", port), timeout=3)
+    try:
+        assert extra.recv(10) == b""  # over the new cap of 1: closed at once
+    except ConnectionResetError:
+        pass
+    finally:
+        extra.close()
+        held.close()
+
+
 def test_query_ids_and_source_ports_vary_upstream(make_guardian, upstream):
     g = make_guardian([upstream.url])
     seen_ids = set()
