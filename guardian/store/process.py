@@ -1,4 +1,5 @@
-"""The store's writer in its own process, so the query log never competes with DNS.
+"""The store's writer in its own process, so the query log never competes with DNS:
+the daemon's side (``RemoteWriter``); the child's side is child.py.
 
 In the daemon, ``Recorder(process=True)`` starts ``python -m guardian.store``
 and sends it each flush as one message on its stdin; the child prepares and commits
@@ -14,9 +15,11 @@ own interpreter; nothing else writes to these pipes).
 
 - parent -> child: ``("hello", options)`` first; ``("add", rows)`` every ``SHIP_SECONDS``
   (``rows`` are QueryRecord field tuples; no answer); ``("commit", side)`` every
-  ``flush_seconds`` (side: system and new-device events); ``("settings", options)``
-  after a reload.
-- parent -> child, wanting an answer: ``("usage", day)`` (budgets after a restart).
+  ``flush_seconds`` or when a batch is full (side: system and new-device events);
+  ``("settings", options)`` after a reload.
+- parent -> child, wanting an answer: ``("usage", day)`` (budgets after a restart),
+  ``("retention",)`` (now), ``("devices-load",)`` and ``("devices-save", items)`` (the
+  device registry).
 - child -> parent: ``{"counters": the writer's counters, ...}`` after each message but ``add``.
 
 The child ignores SIGINT and SIGTERM (systemd sends SIGTERM to the whole unit): the
@@ -47,7 +50,7 @@ _CUMULATIVE = ("written", "commits", "write_errors", "unsaved", "writer_cpu_seco
 FIELDS = attrgetter(*(f.name for f in fields(QueryRecord)))  # QueryRecord -> tuple, in C
 SHIP_SECONDS = 0.02
 START_TIMEOUT = 60.0
-COMMIT_TIMEOUT = 300.0  # a commit stuck this long means a wedged child: restart it  # opening may migrate or set aside a large database
+COMMIT_TIMEOUT = 300.0  # a commit stuck this long means a wedged child: restart it (opening may migrate a big file)
 STOP_TIMEOUT = 30.0
 
 
