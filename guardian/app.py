@@ -212,12 +212,15 @@ class Guardian:
                                        identify=self._identify_device, persist=persist)
 
     async def _restart_discovery(self, settings: Settings) -> None:
-        """New discovery settings (interfaces, capture, sweeps): the old service saves its
-        registry and stops; the new one loads it back and starts its sources."""
+        """New discovery settings (interfaces, capture, sweeps) or privacy mode: the old
+        service saves its registry and stops; the new one loads it back (in anonymous mode:
+        takes it over in memory) and starts its sources."""
         old = self.discovery
         if old is not None:
             await old.stop()
         self.discovery = self._discovery_for(settings)
+        if old is not None and not self.discovery.remember:
+            self.discovery.registry = old.registry  # nothing to load from the store: keep what is known
         await self.discovery.start()
 
     def _device_hint(self, ip: str) -> tuple[str | None, str | None]:
@@ -340,7 +343,7 @@ class Guardian:
         if self.server is not None:  # read per connection: the next ones get the new limits
             self.server.tcp_idle = settings.dns.tcp_idle_seconds
             self.server.tcp_max_connections = settings.dns.tcp_max_connections
-        if settings.discovery != self.settings.discovery:
+        if settings.discovery != self.settings.discovery or settings.privacy.mode != self.settings.privacy.mode:
             await self._restart_discovery(settings)
         self.settings = settings
         if self.server is not None:

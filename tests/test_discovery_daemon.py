@@ -73,3 +73,19 @@ def test_a_reload_with_new_discovery_settings_restarts_discovery_keeping_the_dev
     kept = new.registry.by_ip.get("127.0.0.9")
     assert kept is not None and kept.mac == "b8:27:eb:12:34:56" and kept.hostname == "kids-pi"
     assert dig(g.port(), "example.com").status == "NOERROR"
+
+
+def test_in_anonymous_mode_the_device_registry_stays_in_memory(make_guardian, upstream, tmp_path):
+    import sqlite3
+
+    from guardian.discovery.packets import Sighting
+
+    g = make_guardian([upstream.url], config=f"data_dir: {tmp_path / 'var'}\nprivacy:\n  mode: anonymous\n")
+    discovery = g.daemon.discovery
+    sighting = Sighting(mac="b8:27:eb:65:43:21", ip="127.0.0.8", source="dhcp", hostname="kids-laptop")
+    g.loop.call_soon_threadsafe(discovery._take, [sighting])
+    time.sleep(0.2)
+    g.call(discovery.flush())
+    assert discovery.registry.by_ip["127.0.0.8"].hostname == "kids-laptop"  # known while running
+    db = sqlite3.connect(tmp_path / "var" / "guardian.db")
+    assert db.execute("SELECT count(*) FROM devices").fetchone() == (0,)  # never written

@@ -85,6 +85,22 @@ def test_switching_to_anonymous_erases_per_device_detail(tmp_path: Path) -> None
     assert sql(path, "SELECT device, client FROM risk_events") == [(None, None)]
 
 
+def test_switching_to_anonymous_erases_the_stored_device_registry(tmp_path: Path) -> None:
+    from guardian.store.db import make_engine
+    from guardian.store.devices import save_rows
+
+    path = tmp_path / "guardian.db"
+    write(path, [rec(T0)])
+    engine = make_engine(path)
+    save_rows(engine, [(None, {"mac": "b8:27:eb:12:34:56", "hostname": "kids-pi", "first_seen": T0, "last_seen": T0},
+                        {"192.168.1.30": T0})])
+    engine.dispose()
+    assert sql(path, "SELECT count(*) FROM devices") == [(1,)]
+    Retention(path, StoreSettings(), PARIS, privacy_mode="anonymous").run_once(T0 + 100)
+    assert sql(path, "SELECT count(*) FROM devices") == [(0,)]
+    assert sql(path, "SELECT count(*) FROM device_addresses") == [(0,)]
+
+
 def test_switching_to_risks_only_keeps_only_risky_log_rows(tmp_path: Path) -> None:
     path = tmp_path / "guardian.db"
     write(path, [rec(T0 + i, f"d{i}.example") for i in range(30)]

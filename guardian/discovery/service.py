@@ -75,8 +75,12 @@ class Discovery:
         flush_seconds: float = 5.0,
         sweep_rate: float = 100.0,
         persist: Persist | None = None,
+        remember: bool = True,
     ) -> None:
         self.settings = settings
+        # False (privacy mode anonymous): the registry lives in memory only; nothing of
+        # it is read from or written to the store.
+        self.remember = remember
         self.path = data_dir / DB_NAME
         self.persist: Persist = persist or LocalPersist(self.path)
         self.on_new_device = on_new_device
@@ -101,6 +105,7 @@ class Discovery:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Discovery:
+        kwargs.setdefault("remember", settings.privacy.mode != "anonymous")
         return cls(settings.discovery, settings.data_dir, **kwargs)
 
     # -- life cycle ---------------------------------------------------------------------
@@ -108,12 +113,13 @@ class Discovery:
     async def start(self) -> None:
         """Load the registry and start the sources. Start it after the store's Recorder,
         which creates and migrates the database first."""
-        await self.persist.open()
-        try:
-            self.registry.load_rows(*await self.persist.load())
-        except Exception as exc:  # noqa: BLE001 - devices come back as they are seen; saving retries
-            self._problem(f"the stored devices could not be read ({exc}); starting from the network")
-        self._saving = True
+        if self.remember:
+            await self.persist.open()
+            try:
+                self.registry.load_rows(*await self.persist.load())
+            except Exception as exc:  # noqa: BLE001 - devices come back as they are seen; saving retries
+                self._problem(f"the stored devices could not be read ({exc}); starting from the network")
+            self._saving = True
         self.own = await asyncio.to_thread(interfaces)
         names = self._doh_names_given if self._doh_names_given is not None else default_doh_names()
         self.doh_names = DohNames(names)
@@ -155,8 +161,9 @@ class Discovery:
             self._capture_health = self.capture.health()
             self.capture = None
         await self.flush()
-        self._saving = False
-        await self.persist.close()
+        if self._saving:
+            self._saving = False
+            await self.persist.close()
 
     async def _run(self) -> None:
         next_neigh = next_flush = next_sweep = time.monotonic()

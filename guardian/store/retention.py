@@ -13,7 +13,7 @@ Size cap (``max_mb``): while the live data exceeds it, the oldest query-log rows
 first, then the oldest hourly counts; free pages are then handed back so the file
 shrinks (the WAL, at most 32 MB after a checkpoint, comes on top).
 Privacy: in ``anonymous`` mode per-device detail written under a laxer mode is erased
-(rows keep their counts, without the device); in ``risks-only`` the non-risk rows of the
+(rows keep their counts, without the device; the stored device registry goes too); in ``risks-only`` the non-risk rows of the
 raw log are deleted. Domain names no row uses any more are deleted too; the writer, which
 caches ids, sees ``meta.ids_generation`` change and forgets them. Labels are kept.
 """
@@ -206,6 +206,10 @@ class Retention:
                     conn.exec_driver_sql(f"DELETE FROM {table} WHERE client_id != 0")
                     n += int(moved)
                 n += conn.exec_driver_sql("DELETE FROM clients").rowcount
+                # The device registry too (MACs, names, addresses, when each was seen):
+                # in anonymous mode discovery keeps it in memory only.
+                n += conn.exec_driver_sql("DELETE FROM device_addresses").rowcount
+                n += conn.exec_driver_sql("DELETE FROM devices").rowcount
             return n
         if self.mode == "risks-only":
             return self._chunked(
