@@ -29,7 +29,14 @@ from .household_service import HOUSEHOLD_DB, HouseholdService, HouseholdStore, l
 from .policy.household import Household, household_from_config
 from .policy.matcher import ListSource, Matcher, SnapshotError, compile_in_background
 from .policy.rulepacks import Rules, load_rules
-from .policy.snapshot import MeterBudgets, PolicyHolder, build_from_rules, service_sources, with_matcher
+from .policy.snapshot import (
+    MeterBudgets,
+    PolicyHolder,
+    build_from_rules,
+    service_sources,
+    with_matcher,
+    with_zone,
+)
 from .policy.subscriptions import (
     SERVICE_FIRST_ID,
     ListSet,
@@ -343,6 +350,10 @@ class Guardian:
         if self.server is not None:  # read per connection: the next ones get the new limits
             self.server.tcp_idle = settings.dns.tcp_idle_seconds
             self.server.tcp_max_connections = settings.dns.tcp_max_connections
+        if settings.zone != self.settings.zone:
+            zone = settings.zone
+            self.policy.update(lambda snap: with_zone(snap, zone, MeterBudgets(self.meter, zone)))
+            self.household.zone = zone
         if settings.discovery != self.settings.discovery or settings.privacy.mode != self.settings.privacy.mode:
             await self._restart_discovery(settings)
         self.settings = settings

@@ -225,3 +225,23 @@ def test_budget_usage_survives_a_restart(home, clock, make_guardian, tmp_path):
     assert answered(again, "video.example", CHILD)
     at(again, clock, "2024-06-07 10:03:05")
     assert dig(again.port(), "video.example", source=CHILD).status == "NXDOMAIN"
+
+
+def test_a_reload_with_a_new_timezone_moves_the_schedules_with_it(home, clock, tmp_path):
+    """A box shipped with the wrong zone and corrected by SIGHUP: bedtime follows the new zone."""
+    import dataclasses
+
+    from guardian import config as config_module
+
+    at(home, clock, "2024-06-03 00:30")  # Monday 00:30 in Paris: bedtime (Sunday night)
+    assert not answered(home, "kids.example", CHILD)
+
+    def reload(zone: str) -> None:
+        text = (tmp_path / "g.yaml").read_text().replace("timezone: Europe/Paris", f"timezone: {zone}")
+        settings = config_module.parse(text, "g.yaml", base=tmp_path)
+        home.call(home.daemon.reload(dataclasses.replace(settings, dns=home.daemon.settings.dns)))
+
+    reload("America/New_York")  # the same instant is Sunday 18:30 there: no bedtime yet
+    assert answered(home, "kids.example", CHILD)
+    reload("Europe/Paris")
+    assert not answered(home, "kids.example", CHILD)

@@ -14,6 +14,7 @@ boundary) and budgets (a ``BudgetView`` over the live usage meter).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -472,6 +473,13 @@ def _rebuild(
 def with_household(snap: Snapshot, household: Household) -> Snapshot:
     """A new snapshot with another household (overrides kept)."""
     return _rebuild(snap, household=household)
+
+
+def with_zone(snap: Snapshot, zone: ZoneInfo, budgets: BudgetView) -> Snapshot:
+    """A new snapshot in the household's new time zone (schedules and budget days follow it)."""
+    for compiled in snap.profiles.values():
+        compiled.memo = (0.0, -1.0, ())  # computed in the old zone: recompute at the next query
+    return dataclasses.replace(snap, zone=zone, budgets=budgets)
 
 
 def with_matcher(snap: Snapshot, matcher: Matcher) -> Snapshot:
