@@ -50,9 +50,11 @@ test: test-debs $(BIN)/.test-installed lint
 	$(BIN)/pytest -q
 
 bench: test-debs $(BIN)/.test-installed
-	$(BIN)/python tests/perf/bench_dns.py
+	$(BIN)/python tests/perf/bench_dns.py --seconds 5
+	$(BIN)/python tests/perf/bench_policy.py --seconds 5
 	$(BIN)/python tests/perf/bench_matcher.py
 	$(BIN)/python tests/perf/bench_store.py
+	$(BIN)/python tests/perf/bench_soak.py --minutes 6
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
