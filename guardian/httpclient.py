@@ -8,23 +8,15 @@ aiohttp, so only code that is about to make an HTTP request imports it.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 
 import aiohttp.abc
 
+from .dns.spec import is_ip
 from .errors import GuardianError
 
 ResolveHost = Callable[[str], Awaitable[str]]
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 class CallbackResolver(aiohttp.abc.AbstractResolver):
@@ -36,7 +28,7 @@ class CallbackResolver(aiohttp.abc.AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[aiohttp.abc.ResolveResult]:
-        if _is_ip(host):
+        if is_ip(host):
             address = host.strip("[]")
         else:
             try:

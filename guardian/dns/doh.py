@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 
 from ..httpclient import CallbackResolver
-from .spec import UpstreamSpec
-from .upstream import Upstream, UpstreamError, _is_ip
+from .spec import UpstreamSpec, is_ip
+from .upstream import Upstream, UpstreamError
 from .wire import build_query, question_matches
 
 
@@ -27,7 +27,7 @@ class HttpsUpstream(Upstream):
         self.ssl_context = ssl_context
         self.resolve_host = resolve_host
         self._session: Any = None
-        self._address: str | None = spec.host if _is_ip(spec.host) else None
+        self._address: str | None = spec.host if is_ip(spec.host) else None
 
     async def _session_for(self) -> Any:
         if self._session is None or self._session.closed:

@@ -83,3 +83,12 @@ def parse_hostport(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{text!r}: port must be 1-65535")
     return host, int(port)
+
+
+def is_ip(text: str) -> bool:
+    """Whether ``text`` is an IP address literal (IPv6 with or without brackets)."""
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import socket
@@ -36,14 +35,6 @@ class UpstreamError(GuardianError):
 
 class UpstreamFailure(GuardianError):
     """No upstream gave a usable answer in time."""
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class _RandomIds:
