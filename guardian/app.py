@@ -41,6 +41,7 @@ from .policy.subscriptions import (
     SERVICE_FIRST_ID,
     ListSet,
     ProcessDownloader,
+    Refresher,
     Subscription,
     collect_subscriptions,
     local_list_sources,
@@ -120,6 +121,7 @@ class Guardian:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.control: ControlServer | None = None
         self.scheduler: Any = None
+        self.refresher: Refresher | None = None
         self.cache = Cache()
         configure_cache(self.cache, settings)
         # The query log is written by a child process: see store/process.py for why.
@@ -198,7 +200,8 @@ class Guardian:
         self.scheduler.start()
         await self._load_usage()
         self.server = self._server_for(self.settings)
-        self.control = ControlServer(self.household, self.settings.data_dir / SOCKET_NAME)
+        self.control = ControlServer(self.household, self.settings.data_dir / SOCKET_NAME,
+                                     {"refresh-lists": self._refresh_lists_now})
         started = False
         try:
             await self.server.start()
@@ -327,8 +330,18 @@ class Guardian:
         plain = settings.dns.bootstrap or tuple(u for u in settings.dns.upstreams if u.scheme in ("udp", "tcp"))
         downloader = ProcessDownloader(settings.data_dir / "lists" / "downloads", plain,
                                        ca_file=settings.dns.tls_ca_file)
-        schedule_refreshes(self.scheduler, self.subscriptions, downloader, self.recompile)
+        self.refresher = schedule_refreshes(self.scheduler, self.subscriptions, downloader, self.recompile)
         schedule_path_watch(self.scheduler, self._current_list_set, self.recompile)
+
+    async def _refresh_lists_now(self, _payload: dict[str, Any]) -> dict[str, Any]:
+        """``guardian lists --refresh`` with the daemon running: download every subscription
+        now, as the daemon (its user, its download processes); answer once the lists that
+        changed are compiled and in use."""
+        if self.refresher is None or not self.refresher.subs:
+            return {"ok": True, "message": "no lists to download (no url: lists, no rule-pack lists in use)"}
+        statuses = await self.refresher.run()
+        lines = [f"{s.name}: {s.outcome}" + (f" ({s.last_error})" if s.last_error else "") for s in statuses]
+        return {"ok": True, "message": "\n".join(lines)}
 
     async def reload(self, settings: Settings) -> None:
         """Apply new settings without dropping queries: build, then swap references."""

@@ -196,6 +196,9 @@ def check_config(path: str) -> int:
     return 0
 
 
+DAEMON_REFRESH_SECONDS = 120  # per list: a download's own timeout (60 s) and its checks
+
+
 def show_lists(path: str, refresh: bool = False) -> int:
     """The compiled lists (entries, invalid lines) and the subscriptions' download status."""
     import datetime
@@ -212,7 +215,20 @@ def show_lists(path: str, refresh: bool = False) -> int:
     root = settings.data_dir / "lists"
     downloads = root / "downloads"
     if refresh:
-        asyncio.run(_refresh_lists(settings, subs, downloads))
+        from .control import SOCKET_NAME, DaemonNotRunning, request
+
+        try:
+            # A running daemon downloads them itself: as its own user (files it can
+            # replace later), and it starts using the new lists before it answers.
+            answer = request(settings.data_dir / SOCKET_NAME, {"action": "refresh-lists"},
+                             timeout=DAEMON_REFRESH_SECONDS * max(len(subs), 1) + 60)
+        except DaemonNotRunning:
+            asyncio.run(_refresh_lists(settings, subs, downloads))
+        else:
+            if not answer.get("ok"):
+                print(f"guardian: {answer.get('error', 'the daemon refused')}", file=sys.stderr)
+                return 1
+            print(f"refreshed by the running daemon:\n{answer['message']}", file=sys.stderr)
     try:
         matcher = Matcher.load(root)
     except (OSError, SnapshotError):

@@ -8,6 +8,10 @@ per connection, one JSON answer, then the connection closes:
     {"ok": true, "message": "Paused Sam's tablet until 21:00"}
     {"ok": false, "error": "no profile is called 'Kid' (profiles: 'Child', 'Adult')"}
 
+Besides the household's actions, ``refresh-lists`` downloads every subscribed list now
+(as the daemon's user, through its download processes) and answers with their status
+once the new lists are in use.
+
 Times travel as ``"for": seconds`` or ``"at": "HH:MM"`` and become instants in the
 daemon, with its clock and the household's zone (the next such time of day).
 """
@@ -23,7 +27,7 @@ import math
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +83,11 @@ def _address(path: Path) -> Iterator[str]:
 class ControlServer:
     """Serves the household's actions on a Unix socket, on the running loop."""
 
-    def __init__(self, service: HouseholdService, path: Path) -> None:
+    def __init__(self, service: HouseholdService, path: Path,
+                 actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] | None = None) -> None:
         self.service = service
         self.path = path
+        self.actions = dict(actions or {})  # the daemon's own actions beyond the household's
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -166,6 +172,8 @@ class ControlServer:
         run = asyncio.to_thread  # saving touches the disk: keep it off the DNS loop
         if action == "ping":
             return {"ok": True, "message": "pong"}
+        if isinstance(action, str) and action in self.actions:
+            return await self.actions[action](payload)
         if action == "pause":
             until = self._until(payload, None)
             change = await run(service.pause, str(payload["target"]), FOREVER if until is None else until)

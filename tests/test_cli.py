@@ -223,6 +223,41 @@ def test_lists_refresh_downloads_with_progress_and_shows_the_status(tmp_path):
     assert "Test list" in result.stdout and "500" in result.stdout
 
 
+def test_lists_refresh_with_the_daemon_running_is_done_by_the_daemon_and_applies_at_once(
+        make_guardian, upstream, tmp_path):
+    import http.server
+    import threading
+
+    body = b"# test list\n" + b"".join(f"0.0.0.0 bad{i}.example\n".encode() for i in range(50))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    upstream.zone["bad7.example"] = [("A", "198.51.100.77")]
+    config = tmp_path / "g.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'var'}\npack_lists: false\nlists:\n"
+                      f"  - {{name: Test list, category: adult, url: 'http://127.0.0.1:{server.server_port}/l.txt'}}\n"
+                      "household:\n  default_profile: Kid\n  profiles:\n    - {name: Kid, categories: [adult]}\n")
+    try:
+        g = make_guardian([upstream.url], config=config.read_text())
+        assert dig(g.port(), "bad7.example").values == ["198.51.100.77"]  # not downloaded yet
+        result = run_cli("lists", "--config", str(config), "--refresh")
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    assert "refreshed by the running daemon" in result.stderr and "Test list: updated" in result.stderr
+    assert dig(g.port(), "bad7.example").status == "NXDOMAIN"  # in use as soon as the command returns
+
+
 def test_reading_the_config_again_keeps_nothing_of_the_last_read():
     """SIGHUP reads the file again: months of reloads must not pile up memory."""
     import gc
