@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from . import __version__
 from .config import Settings
 from .control import SOCKET_NAME, ControlServer
 from .discovery import Discovery
@@ -122,6 +124,7 @@ class Guardian:
         self.control: ControlServer | None = None
         self.scheduler: Any = None
         self.refresher: Refresher | None = None
+        self.started = time.monotonic()
         self.cache = Cache()
         configure_cache(self.cache, settings)
         # The query log is written by a child process: see store/process.py for why.
@@ -201,7 +204,7 @@ class Guardian:
         await self._load_usage()
         self.server = self._server_for(self.settings)
         self.control = ControlServer(self.household, self.settings.data_dir / SOCKET_NAME,
-                                     {"refresh-lists": self._refresh_lists_now})
+                                     {"refresh-lists": self._refresh_lists_now, "status": self._status})
         started = False
         try:
             await self.server.start()
@@ -333,6 +336,42 @@ class Guardian:
         self.refresher = schedule_refreshes(self.scheduler, self.subscriptions, downloader, self.recompile)
         schedule_path_watch(self.scheduler, self._current_list_set, self.recompile)
 
+    async def _status(self, _payload: dict[str, Any]) -> dict[str, Any]:
+        """``guardian status``: what the daemon is doing, for an operator (JSON-ready)."""
+        data = self.status()
+        return {"ok": True, "message": status_text(data), "data": data}
+
+    def status(self) -> dict[str, Any]:
+        """Counters since start: DNS, upstreams, cache, guard, store, lists, devices, memory."""
+        server, pipeline, cache = self.server, self.pipeline, self.cache
+        stats = dataclasses.asdict(server.stats) if server is not None else {}
+        now = time.monotonic()
+        upstreams = [
+            {"name": u.name, "up": u.up, "down_for_seconds": round(now - u.down_since, 1) if u.down_since else 0.0,
+             "answered": u.answered, "failures": u.failures, "rtt_ms": round(u.rtt_ms, 2),
+             "last_error": u.last_error}
+            for u in pipeline.pool.upstreams
+        ]
+        snap = self.policy.current
+        return {
+            "version": __version__,
+            "uptime_seconds": round(time.monotonic() - self.started, 1),
+            "listening": [f"{proto} {host}:{port}" for proto, host, port in (server.bound if server else [])],
+            "queries": {**stats, "packet_reuses": server.packet_hits if server is not None else 0},
+            "refused": {"acl": pipeline.guard.refused_acl, "rate_limit": pipeline.guard.refused_rate},
+            "upstreams": upstreams,
+            "cache": {"entries": len(cache), "size": cache.size, "hits": cache.hits, "misses": cache.misses,
+                      "stale_served": cache.stale_served},
+            "lists": {"compiled": len(snap.matcher.lists),
+                      "entries": sum(info.entries for info in snap.matcher.lists.values()),
+                      "subscriptions": len(self.subscriptions)},
+            "household": {"profiles": len(snap.household.profiles), "devices": len(snap.household.devices),
+                          "overrides": len(snap.overrides)},
+            "store": self.recorder.health(),
+            "discovery": self.discovery.health() if self.discovery is not None else {},
+            "memory_mb": _memory_mb(),
+        }
+
     async def _refresh_lists_now(self, _payload: dict[str, Any]) -> dict[str, Any]:
         """``guardian lists --refresh`` with the daemon running: download every subscription
         now, as the daemon (its user, its download processes); answer once the lists that
@@ -352,6 +391,8 @@ class Guardian:
         self.household.reseed(household_of(settings, self.rules), seed_digest(settings.household))
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, self.clock,
                                        self._device_hint, self.rules.services)
+        self.pipeline.guard.refused_acl = old.guard.refused_acl  # counters run since start
+        self.pipeline.guard.refused_rate = old.guard.refused_rate
         if settings.dns.upstreams != self.settings.dns.upstreams:
             self.cache.clear()
         if settings.dns.listen != self.settings.dns.listen:
@@ -412,3 +453,69 @@ def subscriptions_for(settings: Settings, rules: Rules, household: Household) ->
 
 def _session_gap(settings: Settings) -> int:
     return int((settings.household or {}).get("session_gap_minutes", 5))
+
+
+def _memory_mb() -> dict[str, float]:
+    """RSS of this process and of its children (the store's writer, a download...), MB."""
+    from pathlib import Path
+
+    def rss(pid: int | str) -> float:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    children: list[str] = []
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            children += (task / "children").read_text().split()
+    except OSError:
+        pass
+    return {"dns_process": round(rss("self"), 1), "other_processes": round(sum(rss(c) for c in children), 1)}
+
+
+def status_text(data: dict[str, Any]) -> str:
+    """``guardian status`` for a person: the figures that say whether all is well."""
+    q, c, st = data["queries"], data["cache"], data["store"]
+    asked = c["hits"] + c["misses"]
+    lines = [
+        f"Guardian {data['version']}, up {_duration_words(data['uptime_seconds'])}; "
+        f"listening on {', '.join(data['listening']) or 'nothing'}",
+        f"queries: {q.get('udp_queries', 0):,} UDP, {q.get('tcp_queries', 0):,} TCP "
+        f"({q.get('packet_reuses', 0):,} repeats answered from the packet cache), "
+        f"{q.get('malformed', 0):,} malformed, {q.get('errors', 0):,} errors; refused: "
+        f"{data['refused']['acl']:,} outside allow_clients, {data['refused']['rate_limit']:,} over the rate limit",
+        f"cache: {c['entries']:,} of {c['size']:,} answers, hit ratio "
+        f"{(100.0 * c['hits'] / asked) if asked else 0.0:.1f}%, {c['stale_served']:,} stale answers served",
+    ]
+    for u in data["upstreams"]:
+        state = "up" if u["up"] else f"DOWN for {_duration_words(u['down_for_seconds'])} ({u['last_error']})"
+        lines.append(f"upstream {u['name']}: {state}, {u['answered']:,} answers, {u['failures']:,} failures, "
+                     f"{u['rtt_ms']} ms")
+    li, h = data["lists"], data["household"]
+    lines.append(f"lists: {li['compiled']} compiled, {li['entries']:,} names; {li['subscriptions']} downloaded")
+    lines.append(f"household: {h['profiles']} profiles, {h['devices']} devices, {h['overrides']} overrides in force")
+    lines.append(f"store: {st.get('written', 0):,} queries written, {st.get('dropped', 0):,} dropped, "
+                 f"{st.get('lost', 0):,} lost, {st.get('queued', 0):,} waiting")
+    d = data["discovery"]
+    if d:
+        lines.append(f"devices seen: {d.get('devices', 0)}" +
+                     (f"; {'; '.join(d['problems'])}" if d.get("problems") else ""))
+    m = data["memory_mb"]
+    lines.append(f"memory: DNS process {m['dns_process']} MB, other processes {m['other_processes']} MB")
+    return "\n".join(lines)
+
+
+def _duration_words(seconds: float) -> str:
+    s = int(seconds)
+    days, s = divmod(s, 86_400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {s}s" if minutes else f"{s}s"

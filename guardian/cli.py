@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("lists", "each list: entries, last update, last error")
     sub.add_argument("--refresh", action="store_true",
                      help="download the subscribed lists now, showing progress (a running daemon picks them up)")
+    sub = command("status", "the running daemon: listeners, queries, upstreams, cache, lists, store, memory "
+                            "(exit 1 when it is not running)")
+    sub.add_argument("--json", action="store_true", help="JSON instead of text")
     sub = command("devices", "the device registry: name, MAC, addresses, hostname, maker, random MAC, profile")
     sub.add_argument("--json", action="store_true", help="JSON instead of a table")
     for name, text in (("events", "risk events, newest first"), ("stats", "per-device and per-category counts")):
@@ -79,6 +82,7 @@ def _duration(text: str) -> int:
 
 
 PARENT_COMMANDS = ("pause", "resume", "bonus", "allow", "block", "usage", "export", "import")
+DAEMON_COMMANDS = (*PARENT_COMMANDS, "status")  # answered by the running daemon
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = commands.events if args.command == "events" else commands.stats
             print(report(config.load(args.config), args.since, args.json))
             return 0
-        if args.command in PARENT_COMMANDS:
+        if args.command in DAEMON_COMMANDS:
             return parent_action(args)
     except ConfigError as exc:
         for problem in exc.problems:
@@ -121,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def parent_action(args: argparse.Namespace) -> int:
-    """Send one parent's action to the running daemon and print what it did."""
+    """Send one request (a parent's action, or status) to the running daemon; print its answer."""
     import json
 
     from . import config
@@ -160,7 +164,7 @@ def parent_action(args: argparse.Namespace) -> int:
         return 1
     if args.command == "export":
         print(answer["data"], end="")
-    elif args.command == "usage" and args.json:
+    elif args.command in ("usage", "status") and args.json:
         print(json.dumps(answer["data"], indent=2, ensure_ascii=False))
     else:
         print(answer["message"])

@@ -120,6 +120,28 @@ def test_memory_split_the_dns_process_carries_neither_sqlalchemy_nor_aiohttp(dae
     assert "uvloop" not in _mapped(writer[0])
 
 
+def test_status_shows_what_the_running_daemon_is_doing(daemon, upstream):
+    import json
+
+    proc, config, port = daemon
+    for _ in range(3):
+        assert dig(port, "example.com").status == "NOERROR"
+    text = run_cli("status", "--config", str(config))
+    assert text.returncode == 0, text.stderr
+    assert f"listening on udp 127.0.0.1:{port}, tcp 127.0.0.1:{port}" in text.stdout
+    assert f"upstream {upstream.url}: up" in text.stdout
+    data = json.loads(run_cli("status", "--config", str(config), "--json").stdout)
+    assert data["queries"]["udp_queries"] >= 4  # the fixture's own query too
+    assert data["cache"]["entries"] >= 1 and data["cache"]["hits"] + data["queries"]["packet_reuses"] >= 2
+    assert data["upstreams"][0]["answered"] >= 1 and data["upstreams"][0]["up"] is True
+    assert data["memory_mb"]["dns_process"] > 10 and data["memory_mb"]["other_processes"] > 10  # the writer
+    assert data["lists"]["compiled"] >= 1  # the bundled rule packs
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    stopped = run_cli("status", "--config", str(config))
+    assert stopped.returncode == 1 and "not running" in stopped.stderr
+
+
 def test_sighup_reloads_without_dropping_queries(daemon, tmp_path, upstream, upstream2):
     proc, config, port = daemon
     assert dig(port, "kids.example").values == ["198.51.100.7"]
