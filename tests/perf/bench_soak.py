@@ -1,8 +1,9 @@
 """Soak: does Guardian's memory settle over a long run, with parents acting and reloads?
 
 A box runs for months; a leak of a few bytes a query would end it. This runs Guardian
-(a household of 5 profiles and 50 devices, plus a 100,000-domain list) and dnsmasq
-(the same list as ``address=/d/`` lines) side by side, each under dnsperf at a steady
+(a household of 5 profiles and 50 devices, plus a 100,000-domain list it downloads by
+URL from loopback a minute after start, in its download process, and compiles in its
+compiler process) and dnsmasq (the same list as ``address=/d/`` lines) side by side, each under dnsperf at a steady
 rate for ``--minutes``, on a mix of cached names, names never asked before and listed
 (blocked) names. Every 30 s Guardian also gets what a household does to it: a SIGHUP
 reload, a pause and resume of a profile, a one-domain allow for a minute (each one
@@ -21,6 +22,8 @@ Only loopback and high ports. Not collected by pytest.
 from __future__ import annotations
 
 import argparse
+import functools
+import http.server
 import random
 import signal
 import subprocess
@@ -59,6 +62,19 @@ def query_file(tmp: Path, listed: list[str], count: int) -> Path:
     return dns.write_file(tmp / "soak.txt", lines())
 
 
+def serve_directory(root: Path) -> http.server.HTTPServer:
+    """A plain HTTP server for ``root`` on loopback (a port the OS picks), in a thread."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer((dns.HOST, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def household_actions(config: Path, proc: subprocess.Popen[bytes], stop: threading.Event, log: list[str]) -> None:
     """What parents and operators do, every ACTION_EVERY seconds, until ``stop``."""
     cli = [str(dns.GUARDIAN)]
@@ -87,14 +103,20 @@ def main() -> int:
     procs = dns.Processes()
     with tempfile.TemporaryDirectory(prefix="guardian-soak-") as tmpdir:
         tmp = Path(tmpdir)
+        web: http.server.HTTPServer | None = None
         try:
             domains = names.generate_domains(LIST_SIZE, seed=3)
             hosts = dns.write_file(tmp / "list.hosts", (f"0.0.0.0 {d}" for d in domains))
             listed = random.Random(4).sample(domains, 20_000)
             queries = query_file(tmp, listed, int(args.qps * seconds * 1.1) + 3)
             upstream = dns.start_upstream(procs, tmp)
-            guardian = policy.start_guardian(procs, tmp / "g", upstream.port, policy.household_yaml(hosts),
-                                             "Guardian", timeout=300)
+            # The list comes by URL from loopback, as a household's lists come from the
+            # internet: Guardian starts without it, downloads it a minute in (in its
+            # download process) and compiles it (in its compiler process) during the run.
+            web = serve_directory(tmp)
+            household = policy.household_yaml(hosts).replace(
+                f"path: {hosts}", f"url: 'http://{dns.HOST}:{web.server_port}/{hosts.name}'")
+            guardian = policy.start_guardian(procs, tmp / "g", upstream.port, household, "Guardian", timeout=300)
             masq = policy.start_dnsmasq_with_list(procs, tmp, upstream.port, domains)
             stop = threading.Event()
             failures: list[str] = []
@@ -123,8 +145,14 @@ def main() -> int:
             stop.set()
             actions.join()
             guardian.check_alive()
+            listed_now = subprocess.run([str(dns.GUARDIAN), "lists", "--config", str(tmp / "g" / "guardian.yaml")],
+                                        capture_output=True, text=True, timeout=60).stdout
+            list_note = next((line.strip() for line in listed_now.splitlines() if "Bench 1M" in line),
+                             "not compiled")
         finally:
             procs.end_all()
+            if web is not None:
+                web.shutdown()
 
     half = [s for s in samples if s[0] >= seconds / 2]
     if len(half) < 2:
@@ -144,6 +172,7 @@ def main() -> int:
     print(f"dnsmasq RSS growth over the second half: {masq_growth:+.1f} MB")
     if failures:
         print(f"household actions that failed ({len(failures)}): {failures[:3]}")
+    print(f"the list by URL: {list_note}")
     return 0
 
 
