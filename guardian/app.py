@@ -383,21 +383,28 @@ class Guardian:
         return {"ok": True, "message": "\n".join(lines)}
 
     async def reload(self, settings: Settings) -> None:
-        """Apply new settings without dropping queries: build, then swap references."""
+        """Apply new settings without dropping queries: build, then swap references.
+
+        What can fail (the seed household, binding new listeners) is done first, so a
+        failed reload (GuardianError) leaves the daemon exactly as it was.
+        """
+        seed = household_of(settings, self.rules)  # ConfigError: FILE:LINE problems
+        new_server = None
+        if settings.dns.listen != self.settings.dns.listen:
+            new_server = self._server_for(settings)
+            await new_server.start()  # raises, keeping the old listeners, if it cannot bind
         old = self.pipeline
         configure_cache(self.cache, settings)
         self.recorder.apply(settings)  # retention too: it runs in the store's writer process
         # The config's household only seeds: it replaces ours only while no parent changed it.
-        self.household.reseed(household_of(settings, self.rules), seed_digest(settings.household))
+        self.household.reseed(seed, seed_digest(settings.household))
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, self.clock,
                                        self._device_hint, self.rules.services)
         self.pipeline.guard.refused_acl = old.guard.refused_acl  # counters run since start
         self.pipeline.guard.refused_rate = old.guard.refused_rate
         if settings.dns.upstreams != self.settings.dns.upstreams:
             self.cache.clear()
-        if settings.dns.listen != self.settings.dns.listen:
-            new_server = self._server_for(settings)
-            await new_server.start()  # raises, keeping the old listeners, if it cannot bind
+        if new_server is not None:
             old_server, self.server = self.server, new_server
             if old_server is not None:
                 await old_server.stop()

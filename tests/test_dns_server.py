@@ -209,6 +209,27 @@ def test_a_reload_applies_new_tcp_limits_to_the_next_connections(make_guardian, 
         held.close()
 
 
+def test_a_reload_that_cannot_bind_changes_nothing(make_guardian, upstream):
+    import dataclasses
+
+    from guardian.errors import GuardianError
+
+    g = make_guardian([upstream.url])
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    try:
+        settings = g.daemon.settings
+        wanted = dataclasses.replace(settings.dns, listen=(("127.0.0.1", busy.getsockname()[1]),), rate_limit=5)
+        pipeline = g.daemon.pipeline
+        with pytest.raises(GuardianError, match="cannot listen"):
+            g.call(g.daemon.reload(dataclasses.replace(settings, dns=wanted)))
+    finally:
+        busy.close()
+    assert g.daemon.settings is settings and g.daemon.pipeline is pipeline  # nothing half-applied
+    for _ in range(10):  # the old rate limit (off) still holds, on the old listeners
+        assert dig(g.port(), "example.com").status == "NOERROR"
+
+
 def test_query_ids_and_source_ports_vary_upstream(make_guardian, upstream):
     g = make_guardian([upstream.url])
     seen_ids = set()
