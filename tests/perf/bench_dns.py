@@ -266,7 +266,10 @@ def memory(pid: int) -> Memory:
     tree_rss = tree_pss = 0.0
     pids = process_tree(pid)
     for each in pids:
-        rollup = Path(f"/proc/{each}/smaps_rollup").read_text()
+        try:
+            rollup = Path(f"/proc/{each}/smaps_rollup").read_text()
+        except OSError:  # a short-lived helper (a download, a compile) ended meanwhile
+            continue
         values = dict(re.findall(r"^(Rss|Pss):\s+(\d+) kB", rollup, re.M))
         tree_rss += int(values["Rss"]) / 1024
         tree_pss += int(values["Pss"]) / 1024
