@@ -272,17 +272,23 @@ async def _refresh_lists(settings: object, subs: Sequence[object], downloads: ob
         await upstream.close()
 
 
+def set_log_level(name: str) -> None:
+    """``log_level`` for Guardian; APScheduler's "running job" lines (two every 30 s, on an
+    SD card's journal) only at debug."""
+    level = getattr(logging, name.upper())
+    logging.getLogger().setLevel(level)
+    logging.getLogger("apscheduler").setLevel(level if level <= logging.DEBUG else logging.WARNING)
+
+
 def run(path: str) -> int:
     from . import config
 
     settings = config.load(path)
-    # The store's writer thread shares the GIL with the DNS loop: hand it back every
-    # 0.5 ms instead of 5 ms, so a batch being written never holds answers up for long.
+    # Worker threads (discovery's capture, file and SQLite work) share the GIL with the DNS
+    # loop: hand it back every 0.5 ms instead of 5 ms, so they never hold answers up long.
     sys.setswitchinterval(0.0005)
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_log_level(settings.log_level)
     try:
         import uvloop
     except ImportError:
@@ -320,7 +326,7 @@ async def _serve(path: str, settings: object) -> int:
         except GuardianError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
-        logging.getLogger().setLevel(getattr(logging, new.log_level.upper()))
+        set_log_level(new.log_level)
         log.info("configuration reloaded from %s", path)
 
     def on_hup() -> None:
