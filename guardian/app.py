@@ -73,9 +73,7 @@ def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: Pol
                    observe: Any = None, clock: Callable[[], float] = time.time,
                    hint: DeviceHint | None = None, services: Collection[str] = ()) -> Pipeline:
     dns = settings.dns
-    plain: list[Upstream] = []
-    bootstrap_specs = dns.bootstrap or tuple(s for s in dns.upstreams if s.scheme in ("udp", "tcp"))
-    plain = [make_upstream(s) for s in bootstrap_specs]
+    plain: list[Upstream] = [make_upstream(s) for s in dns.plain_resolvers]
 
     async def resolve_host(name: str) -> str:
         return await resolve_via(plain, name)
@@ -330,8 +328,7 @@ class Guardian:
         # The list hosts are resolved through the upstreams, never through Guardian's own
         # filtering: a blocked list host must not leave the box without rules. Each
         # download runs in a child process (see ProcessDownloader).
-        plain = settings.dns.bootstrap or tuple(u for u in settings.dns.upstreams if u.scheme in ("udp", "tcp"))
-        downloader = ProcessDownloader(settings.data_dir / "lists" / "downloads", plain,
+        downloader = ProcessDownloader(settings.data_dir / "lists" / "downloads", settings.dns.plain_resolvers,
                                        ca_file=settings.dns.tls_ca_file)
         self.refresher = schedule_refreshes(self.scheduler, self.subscriptions, downloader, self.recompile)
         schedule_path_watch(self.scheduler, self._current_list_set, self.recompile)
@@ -355,7 +352,7 @@ class Guardian:
         snap = self.policy.current
         return {
             "version": __version__,
-            "uptime_seconds": round(time.monotonic() - self.started, 1),
+            "uptime_seconds": round(now - self.started, 1),
             "listening": [f"{proto} {host}:{port}" for proto, host, port in (server.bound if server else [])],
             "queries": {**stats, "packet_reuses": server.packet_hits if server is not None else 0},
             "refused": {"acl": pipeline.guard.refused_acl, "rate_limit": pipeline.guard.refused_rate},

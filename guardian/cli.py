@@ -252,24 +252,16 @@ def show_lists(path: str, refresh: bool = False) -> int:
 async def _refresh_lists(settings: object, subs: Sequence[object], downloads: object) -> None:
     """Download every subscription now, through the configured upstreams, with progress."""
     from . import config
-    from .dns.upstream import make_upstream, resolve_via
-    from .policy.subscriptions import Downloader, Subscription, progress_printer
+    from .policy.subscriptions import Subscription, progress_printer, upstream_downloader
 
     assert isinstance(settings, config.Settings)
     dns = settings.dns
-    plain = [make_upstream(s) for s in (dns.bootstrap or tuple(u for u in dns.upstreams if u.scheme in ("udp", "tcp")))]
-
-    async def resolve_host(name: str) -> str:
-        return await resolve_via(plain, name)
-
-    downloader = Downloader(downloads, resolve_host if plain else None, ca_file=dns.tls_ca_file)  # type: ignore[arg-type]
-    for sub in subs:
-        assert isinstance(sub, Subscription)
-        status = await downloader.refresh(sub, progress=progress_printer(sub.name))
-        print(f"\r{sub.name}: {status.outcome}" + (f" ({status.last_error})" if status.last_error else "") + " " * 20,
-              file=sys.stderr)
-    for upstream in plain:
-        await upstream.close()
+    async with upstream_downloader(downloads, dns.plain_resolvers, ca_file=dns.tls_ca_file) as downloader:  # type: ignore[arg-type]
+        for sub in subs:
+            assert isinstance(sub, Subscription)
+            status = await downloader.refresh(sub, progress=progress_printer(sub.name))
+            print(f"\r{sub.name}: {status.outcome}" + (f" ({status.last_error})" if status.last_error else "")
+                  + " " * 20, file=sys.stderr)
 
 
 def set_log_level(name: str) -> None:

@@ -47,6 +47,12 @@ class DnsSettings:
     tcp_idle_seconds: float = 10.0
     tcp_max_connections: int = 256
 
+    @property
+    def plain_resolvers(self) -> tuple[UpstreamSpec, ...]:
+        """Plain DNS servers for Guardian's own lookups (DoH names, list hosts):
+        ``bootstrap``, else the udp:// and tcp:// upstreams."""
+        return self.bootstrap or tuple(u for u in self.upstreams if u.scheme in ("udp", "tcp"))
+
 
 @dataclass(frozen=True)
 class DashboardSettings:

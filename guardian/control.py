@@ -8,9 +8,9 @@ per connection, one JSON answer, then the connection closes:
     {"ok": true, "message": "Paused Sam's tablet until 21:00"}
     {"ok": false, "error": "no profile is called 'Kid' (profiles: 'Child', 'Adult')"}
 
-Besides the household's actions, ``refresh-lists`` downloads every subscribed list now
-(as the daemon's user, through its download processes) and answers with their status
-once the new lists are in use.
+Besides the household's actions, the daemon adds its own (``ControlServer(actions=...)``):
+``status`` (its counters, for ``guardian status``) and ``refresh-lists`` (download every
+subscribed list now, as the daemon's user, and answer once the new lists are in use).
 
 Times travel as ``"for": seconds`` or ``"at": "HH:MM"`` and become instants in the
 daemon, with its clock and the household's zone (the next such time of day).

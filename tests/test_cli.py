@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import dig, free_port
@@ -218,11 +219,12 @@ def test_shipped_configurations_are_valid(shipped):
     assert result.returncode == 0, result.stderr
 
 
-def test_lists_refresh_downloads_with_progress_and_shows_the_status(tmp_path):
+def _serve_list(names: int) -> Any:
+    """A list of ``names`` hosts lines (bad0.example, ...) over HTTP on 127.0.0.1, in a thread."""
     import http.server
     import threading
 
-    body = b"# test list\n" + b"".join(f"0.0.0.0 bad{i}.example\n".encode() for i in range(500))
+    body = b"# test list\n" + b"".join(f"0.0.0.0 bad{i}.example\n".encode() for i in range(names))
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
@@ -236,6 +238,11 @@ def test_lists_refresh_downloads_with_progress_and_shows_the_status(tmp_path):
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_lists_refresh_downloads_with_progress_and_shows_the_status(tmp_path):
+    server = _serve_list(500)
     try:
         config = tmp_path / "g.yaml"
         config.write_text(f"data_dir: ./var\nlists:\n  - {{name: Test list, category: adult, "
@@ -250,23 +257,7 @@ def test_lists_refresh_downloads_with_progress_and_shows_the_status(tmp_path):
 
 def test_lists_refresh_with_the_daemon_running_is_done_by_the_daemon_and_applies_at_once(
         make_guardian, upstream, tmp_path):
-    import http.server
-    import threading
-
-    body = b"# test list\n" + b"".join(f"0.0.0.0 bad{i}.example\n".encode() for i in range(50))
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _serve_list(50)
     upstream.zone["bad7.example"] = [("A", "198.51.100.77")]
     config = tmp_path / "g.yaml"
     config.write_text(f"data_dir: {tmp_path / 'var'}\npack_lists: false\nlists:\n"

@@ -27,7 +27,6 @@ import hashlib
 import json
 import mmap
 import os
-import pickle
 import re
 import secrets
 import shutil
@@ -44,6 +43,7 @@ from typing import Any, Literal
 import marisa_trie  # type: ignore[import-untyped,unused-ignore]
 
 from ..errors import GuardianError
+from ..helpers import HelperFailed, helper_job, python_call, run_helper
 from .lists import ListFormat, ParseResult, ParseStats, Rule, RuleType, iter_rules, open_list
 
 SNAPSHOT_FORMAT = 1
@@ -335,35 +335,23 @@ async def compile_in_background(sources: list[ListSource], root: Path | str) -> 
     of it back when it exits. Bundled seed lists (a few thousand names, milliseconds)
     stay in a thread, which costs no interpreter start.
 
-    The child is a plain ``python -c`` (sources in a pickle on stdin, the snapshot's
-    path back on stdout), not multiprocessing: a ProcessPoolExecutor leaves its
+    The child is a helper process (helpers.py: sources in a pickle on stdin, the
+    snapshot's path back on stdout), not multiprocessing: a ProcessPoolExecutor leaves its
     resource-tracker process running for the daemon's whole life (13 MB for nothing).
     """
     if list_bytes(sources) <= IN_PROCESS_BYTES:
         return await asyncio.to_thread(compile_snapshot, sources, root)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from guardian.policy.matcher import compiler_main; compiler_main()",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
     try:
-        out, err = await proc.communicate(pickle.dumps((sources, str(root)), protocol=pickle.HIGHEST_PROTOCOL))
-    except BaseException:  # cancelled (the daemon stops): the half-built staging dir is pruned later
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
-    if proc.returncode != 0:
-        lines = err.decode(errors="replace").strip().splitlines()
-        detail = lines[-1] if lines else f"exit status {proc.returncode}"
-        raise SnapshotError(f"the list compiler process failed: {detail}")
+        out, _ = await run_helper(python_call("from guardian.policy.matcher import compiler_main; compiler_main()"),
+                                  (sources, str(root)))
+    except HelperFailed as exc:  # a cancelled compile leaves a staging dir, pruned later
+        raise SnapshotError(f"the list compiler process failed: {exc}") from exc
     return Path(out.decode().strip().splitlines()[-1])
 
 
 def compiler_main() -> None:
     """The list compiler process: sources from stdin, the snapshot's path to stdout."""
-    with contextlib.suppress(OSError):
-        os.nice(10)  # a refresh may wait; the household's answers may not
-    sources, root = pickle.load(sys.stdin.buffer)
+    sources, root = helper_job()
     try:
         final = compile_snapshot(sources, root)
     except SnapshotError as exc:

@@ -32,7 +32,7 @@ import secrets
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +44,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from ..config import ListSettings
 from ..errors import GuardianError
+from ..helpers import HelperFailed, helper_job, python_call, run_helper
 from .lists import FORMATS, ListFormat, ParseStats, check_refresh, iter_rules, open_list
 from .matcher import ListFile, ListSource
 from .rulepacks import Category
@@ -538,7 +539,6 @@ class ProcessDownloader(Downloader):
     that fails is a failed refresh: the last good copy stays.
     """
 
-    COMMAND = ("-c", "from guardian.policy.subscriptions import downloader_main; downloader_main()")
 
     def __init__(
         self,
@@ -550,7 +550,7 @@ class ProcessDownloader(Downloader):
     ) -> None:
         super().__init__(store_dir, None, max_bytes, timeout, ca_file)
         self.resolvers = tuple(resolvers)  # UpstreamSpec of the plain upstreams; () = the system resolver
-        self.argv: tuple[str, ...] = (sys.executable, *self.COMMAND)
+        self.argv = python_call("from guardian.policy.subscriptions import downloader_main; downloader_main()")
 
     async def refresh(self, sub: Subscription, progress: Progress | None = None) -> ListStatus:
         lock = self._locks.setdefault(sub.key, asyncio.Lock())
@@ -558,24 +558,16 @@ class ProcessDownloader(Downloader):
             job = (sub, str(self.store_dir), self.resolvers, self.max_bytes, self.timeout, self.ca_file)
             started = time.time()
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                )
                 # The child has its own timeout; this one only catches a wedged child.
-                out, err = await asyncio.wait_for(proc.communicate(pickle.dumps(job)), self.timeout + 60)
-            except (OSError, TimeoutError) as exc:
-                return await self._failed(sub, started, f"the list download process failed: {exc!r}")
-            lines = err.decode(errors="replace").strip().splitlines()
-            if proc.returncode == 0:
-                with contextlib.suppress(Exception):
-                    status = pickle.loads(out)
-                    if isinstance(status, ListStatus):
-                        for line in lines:  # the child's own warnings, into the daemon's log
-                            log.warning("list download: %s", line)
-                        return status
-            detail = lines[-1] if lines else f"exit status {proc.returncode}"
-            return await self._failed(sub, started, f"the list download process failed: {detail}")
+                out, warnings = await run_helper(self.argv, job, self.timeout + 60)
+                status = pickle.loads(out)
+                if not isinstance(status, ListStatus):
+                    raise HelperFailed("it answered no list status")
+            except (HelperFailed, pickle.UnpicklingError, EOFError) as exc:
+                return await self._failed(sub, started, f"the list download process failed: {exc}")
+            for line in warnings:  # the child's own warnings, into the daemon's log
+                log.warning("list download: %s", line)
+            return status
 
     async def _failed(self, sub: Subscription, started: float, error: str) -> ListStatus:
         prev = await asyncio.to_thread(self.status, sub)
@@ -585,27 +577,38 @@ class ProcessDownloader(Downloader):
         return await self._save(status)
 
 
+@contextlib.asynccontextmanager
+async def upstream_downloader(
+    store_dir: Path | str,
+    resolvers: Sequence[Any],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float = DEFAULT_TIMEOUT,
+    ca_file: str | None = None,
+) -> AsyncIterator[Downloader]:
+    """A Downloader resolving list hosts through ``resolvers`` (plain upstream specs; none:
+    the system resolver), whose upstream sockets are closed on the way out."""
+    from ..dns.upstream import make_upstream, resolve_via
+
+    plain = [make_upstream(spec) for spec in resolvers]
+
+    async def resolve_host(name: str) -> str:
+        return await resolve_via(plain, name)
+
+    try:
+        yield Downloader(store_dir, resolve_host if plain else None, max_bytes, timeout, ca_file)
+    finally:
+        for upstream in plain:
+            await upstream.close()
+
+
 def downloader_main() -> None:
     """The list download process: a job (pickle) on stdin, the ListStatus (pickle) on stdout."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(OSError):
-        os.nice(10)
-    sub, store_dir, resolvers, max_bytes, timeout, ca_file = pickle.load(sys.stdin.buffer)
+    sub, store_dir, resolvers, max_bytes, timeout, ca_file = helper_job()
 
     async def fetch() -> ListStatus:
-        from ..dns.upstream import make_upstream, resolve_via
-
-        plain = [make_upstream(spec) for spec in resolvers]
-
-        async def resolve_host(name: str) -> str:
-            return await resolve_via(plain, name)
-
-        try:
-            downloader = Downloader(store_dir, resolve_host if plain else None, max_bytes, timeout, ca_file)
+        async with upstream_downloader(store_dir, resolvers, max_bytes, timeout, ca_file) as downloader:
             return await downloader.refresh(sub)
-        finally:
-            for upstream in plain:
-                await upstream.close()
 
     status = asyncio.run(fetch())
     sys.stdout.buffer.write(pickle.dumps(status))
