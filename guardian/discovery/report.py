@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from ..config import Settings
+from ..printable import printable
 from ..store.db import make_engine
 from ..store.records import DB_NAME
 from ..store.tables import device_addresses, devices
@@ -83,8 +84,9 @@ def devices_report(settings: Settings, as_json: bool = False) -> str:
     for d in found:
         mac = d["mac"] + ("*" if d["random_mac"] else "")
         ips = ", ".join(d["ips"][:3]) + (" ..." if len(d["ips"]) > 3 else "")
-        lines.append(f"{d['name'][:28]:<28} {mac:<18} {ips or '-':<32} {d['vendor'][:24]:<24} "
-                     f"{d['profile'] or '-':<10} {iso(d['last_seen'])[:16].replace('T', ' ')}")
+        # Names may be the device's own DHCP hostname: escaped, so it cannot drive the terminal.
+        lines.append(f"{printable(d['name'])[:28]:<28} {mac:<18} {ips or '-':<32} {printable(d['vendor'])[:24]:<24} "
+                     f"{printable(d['profile']) or '-':<10} {iso(d['last_seen'])[:16].replace('T', ' ')}")
     if any(d["random_mac"] for d in found):
         lines += ["", PRIVATE_NOTE]
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import DiscoverySettings, Settings
+from ..printable import printable
 from ..store.records import DB_NAME
 from .neighbours import Interface, interfaces, neighbours
 from .packets import Bypass, DohAnswer, DohNames, Found, Sighting
@@ -225,7 +226,7 @@ class Discovery:
         self.bypasses = [*self.bypasses[-99:], item]
         device = self.registry.by_mac.get(item.mac)
         who = device.label() if device is not None else item.mac
-        log.info("discovery: bypass by %s (%s): %s", who, item.ip, item.detail())
+        log.info("discovery: bypass by %s (%s): %s", printable(who), item.ip, printable(item.detail()))
         if self.on_bypass is not None:
             try:
                 self.on_bypass(item.mac, item.ip, item.detail())
@@ -288,7 +289,7 @@ class Discovery:
             parts.append("private (random) MAC address: rules set for this device may not follow it "
                          "when it changes address or network")
         detail = "; ".join(parts)
-        log.info("discovery: new device %s (%s): %s", d.name, d.mac, detail)
+        log.info("discovery: new device %s (%s): %s", printable(d.name), d.mac, printable(detail))
         if self.on_new_device is not None:
             ip = d.ips()[0] if d.addresses else None
             try:

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..config import Settings
+from ..printable import printable
 from .db import StoreError
 from .queries import StoreReader, anonymous_csv, anonymous_json
 from .records import DB_NAME
@@ -75,8 +76,9 @@ def events(settings: Settings, since: str = "24h", as_json: bool = False, now: f
             who += f" ({e.profile})"
         what = e.threat or e.category or e.service or ""
         detail = e.message or (f"e.g. {', '.join(e.examples[:3])}" if e.examples else "")
-        lines.append(f"{_iso(e.last, zone)[:16].replace('T', ' ')}  {e.severity:<8} {e.kind:<10} {who:<28} "
-                     f"{what:<14} x{e.count:<5} {detail}".rstrip())
+        # Device names, examples and messages may carry a device's own hostname: escaped.
+        lines.append(f"{_iso(e.last, zone)[:16].replace('T', ' ')}  {e.severity:<8} {e.kind:<10} "
+                     f"{printable(who):<28} {printable(what):<14} x{e.count:<5} {printable(detail)}".rstrip())
     return "\n".join(lines)
 
 
@@ -114,12 +116,12 @@ def stats(settings: Settings, since: str = "24h", as_json: bool = False, now: fl
             name = row[key] if row[key] is not None else ("(anonymous)" if key == "device" else "-")
             if key == "device" and row.get("profile"):
                 name = f"{name} ({row['profile']})"
-            lines.append(f"{str(name):<30} {row['queries']:>9} {row['blocked']:>9}")
+            lines.append(f"{printable(name):<30} {row['queries']:>9} {row['blocked']:>9}")
         if not rows:
             lines.append("(none)")
     if result["top_blocked"]:
         lines += ["", f"{'top blocked domain':<40} {'blocked':>9}"]
-        lines += [f"{row['domain']:<40} {row['blocked']:>9}" for row in result["top_blocked"]]
+        lines += [f"{printable(row['domain']):<40} {row['blocked']:>9}" for row in result["top_blocked"]]
     return "\n".join(lines)
 
 
