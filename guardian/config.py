@@ -46,6 +46,10 @@ class DnsSettings:
     tls_ca_file: str | None = None
     tcp_idle_seconds: float = 10.0
     tcp_max_connections: int = 256
+    tcp_message_seconds: float = 5.0  # a started TCP message must arrive whole within this
+    tcp_max_per_client: int = 16  # TCP connections one client address may hold at once
+    rebind_allow: tuple[str, ...] = ()  # domains whose private addresses pass the rebinding filter
+    filtered_max_ttl: int = 300  # TTL cap of answers to profiles that filter anything
 
     @property
     def plain_resolvers(self) -> tuple[UpstreamSpec, ...]:
@@ -56,7 +60,9 @@ class DnsSettings:
 
 @dataclass(frozen=True)
 class DashboardSettings:
-    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    listen: tuple[tuple[str, int], ...] = (("127.0.0.1", 8080),)
+    enabled: bool = True  # ``guardian run`` starts ``guardian web`` as a child
+    hosts: tuple[str, ...] = ()  # more names the dashboard answers to (Host allow-list)
 
 
 @dataclass(frozen=True)
@@ -344,18 +350,12 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def _domain(text: str) -> str:
-    from .dns.wire import text_to_wire
+    from .policy.household import normalise_domain  # the one domain check (ValueError says why)
 
-    name = text.strip().lower().rstrip(".")
-    if name.startswith("*."):
-        name = name[2:]
-    try:
-        text_to_wire(name)
-    except (ValueError, UnicodeError):
-        raise ValueError(f"{text!r} is not a domain name") from None
-    if not name or " " in name:
+    name = normalise_domain(text)
+    if not name:
         raise ValueError(f"{text!r} is not a domain name")
-    return name.encode("idna").decode("ascii") if not name.isascii() else name
+    return name
 
 
 def _clock(text: str) -> str:
@@ -453,9 +453,14 @@ SCHEMA = mapping(
                 "tls_ca_file": optional_string,
                 "tcp_idle_seconds": number(0.5, 3600),
                 "tcp_max_connections": integer(1, 100_000),
+                "tcp_message_seconds": number(0.1, 600),
+                "tcp_max_per_client": integer(1, 100_000),
+                "rebind_allow": listof(converted(_domain), allow_single=True),
+                "filtered_max_ttl": integer(1, 7 * 86_400),
             }
         ),
-        "dashboard": mapping({"listen": converted(parse_hostport)}),
+        "dashboard": mapping({"listen": listof(converted(parse_hostport), allow_single=True), "enabled": boolean,
+                              "hosts": listof(converted(_local_name), allow_single=True)}),
         "data_dir": string,
         "timezone": converted(_zone),
         "log_level": choice("debug", "info", "warning", "error"),
@@ -514,6 +519,7 @@ SCHEMA = mapping(
                     )
                 ),
                 "session_gap_minutes": integer(1, 120),
+                "local_domain": converted(_domain),
             }
         ),
     }

@@ -9,6 +9,7 @@ data for ``guardian export``, so ``from(to(h)) == h``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +25,7 @@ BLOCK_MODES: tuple[str, ...] = ("nxdomain", "null", "blockpage")
 YOUTUBE_MODES: tuple[str, ...] = ("off", "moderate", "strict")
 OVERRIDE_KINDS: tuple[str, ...] = ("pause-device", "pause-profile", "bonus", "allow-domain", "block-domain")
 DEFAULT_SESSION_GAP = 5  # minutes; see guardian/usage.py
+BYPASS = "bypass"  # the rule packs' category of ways around the filter
 
 __all__ = [
     "DAYS",
@@ -33,6 +35,7 @@ __all__ = [
     "Override",
     "Profile",
     "Schedule",
+    "at_least_as_filtered",
     "household_from_config",
     "household_to_dict",
     "normalise_domain",
@@ -65,6 +68,43 @@ class Profile:
     allow: tuple[str, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     budgets: tuple[Budget, ...] = ()
+
+    def __post_init__(self) -> None:
+        # "Block filter bypass" is one switch to a parent: the bypass category and
+        # bypass protection (canaries, the DDR name) are on together or not at all,
+        # whichever of the two a profile spells out; export then shows both.
+        if self.bypass_protection and BYPASS not in self.categories:
+            object.__setattr__(self, "categories", (*self.categories, BYPASS))
+        elif not self.bypass_protection and BYPASS in self.categories:
+            object.__setattr__(self, "bypass_protection", True)
+
+
+YOUTUBE_RANK = {mode: rank for rank, mode in enumerate(YOUTUBE_MODES)}
+
+
+def at_least_as_filtered(profile: Profile, default: Profile) -> bool:
+    """True when ``profile`` blocks everything ``default`` blocks: its categories,
+    services and deny list are supersets of the default's, its allow lists (the
+    profile's and each schedule's) add nothing, safe search, YouTube restriction and
+    bypass protection are at least as strict, and it has each of the default's
+    schedules and budgets (a budget with no more minutes). A device that is only
+    recognised by the hostname it announces may get ``profile`` only then."""
+    if profile is default or profile == default:
+        return True
+    if not (set(default.categories) <= set(profile.categories) and set(default.services) <= set(profile.services)):
+        return False
+    if default.safe_search and not profile.safe_search:
+        return False
+    if YOUTUBE_RANK[profile.youtube] < YOUTUBE_RANK[default.youtube]:
+        return False
+    if default.bypass_protection and not profile.bypass_protection:
+        return False
+    if not set(default.deny) <= set(profile.deny) or not set(profile.allow) <= set(default.allow):
+        return False
+    if not set(default.schedules) <= set(profile.schedules):  # extra windows only block more
+        return False
+    minutes = {b.target: b.minutes for b in profile.budgets}
+    return all(b.target in minutes and minutes[b.target] <= b.minutes for b in default.budgets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +151,7 @@ class Household:
     devices: tuple[Device, ...] = ()
     default_profile: str = ""
     session_gap_minutes: int = DEFAULT_SESSION_GAP
+    local_domain: str = ""  # the LAN's DHCP domain ("lan"): "host.lan" also names "host"
     by_name: dict[str, Profile] = field(init=False, repr=False, compare=False)
     _by_mac: dict[str, Device] = field(init=False, repr=False, compare=False)
     _by_ip: dict[str, Device] = field(init=False, repr=False, compare=False)
@@ -142,13 +183,25 @@ class Household:
                 else:
                     prefixes.append((device.ip, device))
             if device.hostname:
-                by_host.setdefault(device.hostname.lower().rstrip("."), device)
+                # A hostname is what the device says it is: it may only give a profile
+                # that filters at least as much as the default's (see at_least_as_filtered).
+                profile = self.by_name.get(device.profile, default)
+                if at_least_as_filtered(profile, default):
+                    by_host.setdefault(self._host_key(device.hostname), device)
         prefixes.sort(key=lambda item: item[0].prefixlen, reverse=True)  # longest first
         setter(self, "_by_mac", by_mac)
         setter(self, "_by_ip", by_ip)
         setter(self, "_prefixes", tuple(prefixes))
         setter(self, "_by_host", by_host)
         setter(self, "_cache", {})
+
+    def _host_key(self, hostname: str) -> str:
+        """``hostname`` lower case, without a trailing dot or the local domain."""
+        host = hostname.lower().rstrip(".")
+        suffix = self.local_domain
+        if suffix and host.endswith("." + suffix) and len(host) > len(suffix) + 1:
+            host = host[: -len(suffix) - 1]
+        return host
 
     @property
     def default(self) -> Profile:
@@ -203,9 +256,9 @@ class Household:
             for network, device in self._prefixes:
                 if address.version == network.version and address in network:
                     return device
-        if hostname:
-            host = hostname.lower().rstrip(".")
-            device = self._by_host.get(host) or self._by_host.get(host.partition(".")[0])
+        if hostname and self._by_host:
+            # Exact names only ("dads-laptop.evil" is not "dads-laptop").
+            device = self._by_host.get(self._host_key(hostname))
             if device is not None:
                 return device
         return None
@@ -219,13 +272,30 @@ def template_key(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}")  # letters, digits, hyphen; underscore for _dns.resolver.arpa & co
+
+
 def normalise_domain(text: str) -> str:
-    """Lower case, no trailing dot or leading "*.", punycode for IDN."""
+    """Lower case, no trailing dot or leading "*.", punycode for IDN ("" stays "").
+
+    The one check of a domain name a parent or a file gives (allow, block, deny and
+    allow lists, import, the config): raises ValueError, saying why in words with the
+    text escaped, for anything else: control characters, spaces, empty labels, a label
+    over 63 or a name over 253 characters.
+    """
     name = text.strip().lower().rstrip(".")
     if name.startswith("*."):
         name = name[2:]
+    if not name:
+        return ""
     if not name.isascii():
-        name = name.encode("idna").decode("ascii")
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"{text!r} is not a domain name (e.g. example.com)") from None
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        raise ValueError(f"{text!r} is not a domain name (e.g. example.com): letters, digits, '-' and '_' "
+                         "in labels of 1 to 63 characters, separated by dots")
     return name
 
 
@@ -372,6 +442,7 @@ def household_from_config(
             problems.append(f"{where}: give a mac, ip or hostname to recognise the device")
         devices.append(device)
     default = str(data.get("default_profile") or "")
+    local_domain = str(data.get("local_domain") or "").strip().lower().strip(".")
     if default and default not in names:
         problems.append(f"household.default_profile: unknown profile {default!r}")
     household = Household(
@@ -379,6 +450,7 @@ def household_from_config(
         devices=tuple(devices),
         default_profile=default,
         session_gap_minutes=int(data.get("session_gap_minutes", DEFAULT_SESSION_GAP)),
+        local_domain=local_domain,
     )
     return household, problems
 
@@ -457,6 +529,8 @@ def household_to_dict(household: Household) -> dict[str, Any]:
     out["profiles"] = profiles
     out["devices"] = devices
     out["session_gap_minutes"] = household.session_gap_minutes
+    if household.local_domain:
+        out["local_domain"] = household.local_domain
     return out
 
 
