@@ -196,8 +196,55 @@ def check_config(path: str) -> int:
     from . import config
 
     settings = config.load(path)
+    for warning in default_profile_warnings(path, settings):
+        print(warning, file=sys.stderr)
     print(f"{path}: OK ({len(settings.dns.listen)} listen addresses, {len(settings.dns.upstreams)} upstreams)")
     return 0
+
+
+def default_profile_warnings(path: str, settings: object) -> list[str]:
+    """``FILE:LINE: warning: ...`` when devices nobody named would get no adult filtering.
+
+    Every device the household did not name (a rotated private MAC, a visitor, a new
+    console) gets the default profile, so one that blocks no adult content fails open.
+    A household with other problems gets no warning here (``guardian run`` reports those).
+    """
+    import yaml
+
+    from .config import Settings, _Loader
+    from .policy.household import household_from_config
+    from .policy.rulepacks import load_rules
+
+    assert isinstance(settings, Settings)
+    try:
+        rules = load_rules()
+    except ConfigError:
+        return []
+    household, problems = household_from_config(
+        settings.household, rules.template_profiles(), categories=rules.categories, services=rules.services
+    )
+    if problems:
+        return []
+    profile = household.default
+    if "adult" in profile.categories:
+        return []
+    filters = bool(profile.categories or profile.services or profile.safe_search or profile.youtube != "off"
+                   or profile.deny or profile.bypass_protection or profile.schedules or profile.budgets)
+    line = settings.household_line or 1
+    with contextlib.suppress(OSError, UnicodeDecodeError, yaml.YAMLError):
+        with open(path, encoding="utf-8") as handle:
+            root = yaml.compose(handle, Loader=_Loader)
+        for key, value in root.value if isinstance(root, yaml.MappingNode) else ():
+            if key.value == "household" and isinstance(value, yaml.MappingNode):
+                line = next((k.start_mark.line + 1 for k, _v in value.value if k.value == "default_profile"), line)
+    what = "filters nothing" if not filters else "does not block adult content"
+    name = "" if household.profiles else " (the config has no household profiles)"
+    return [
+        f"{path}:{line}: warning: devices nobody named get profile {profile.name!r}{name}, which {what}: "
+        "a child's new device or a phone whose private MAC changed would not be protected. Use "
+        "'default_profile: Guest' (adult content, phishing, malware and filter bypass blocked, safe search "
+        "on) and name the family's own devices under household.devices"
+    ]
 
 
 DAEMON_REFRESH_SECONDS = 120  # per list: a download's own timeout (60 s) and its checks
