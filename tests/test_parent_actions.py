@@ -267,3 +267,30 @@ def test_the_seed_only_applies_while_no_parent_changed_the_household(make_guardi
     assert answered(third, "kids.example", SAM)
     child = third.daemon.household.household.by_name["Child"]
     assert child.categories == ("gambling",) and "kids.example" in child.allow
+
+
+@pytest.mark.parametrize("bad", ["\x1b[31mevil.com", "evil.com\r\nforged", "ev il.com", "a..b.com", "evil.com/path",
+                                 "ex\u202eample.com", "x" * 64 + ".com"])
+def test_allow_and_block_refuse_what_is_not_a_domain_name(home, config, bad):
+    for action in ("allow", "block"):
+        for when in ((), ("--for", "1h")):
+            result = guardian(config, action, bad, "--profile", "Child", *when)
+            assert result.returncode == 1, (action, bad, result.stdout)
+            assert "is not a domain name" in result.stderr
+            assert not any(c in result.stderr for c in "\x1b\r\u202e"), repr(result.stderr)  # shown escaped
+    exported = yaml.safe_load(ok(config, "export"))
+    child = next(p for p in exported["household"]["profiles"] if p["name"] == "Child")
+    assert child.get("allow", []) == [] and child["deny"] == ["example-game.com"]
+    assert home.daemon.policy.current.overrides == ()
+
+
+def test_import_and_check_config_refuse_a_bad_domain_with_its_line(home, config, tmp_path):
+    bad = tmp_path / "h.yaml"
+    bad.write_text('household:\n  profiles:\n    - name: Teen\n      deny: [ok.example, "\\e[31mevil.com"]\n')
+    result = guardian(config, "import", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}:4: " in result.stderr and "is not a domain name" in result.stderr, result.stderr
+    assert "\x1b" not in result.stderr
+    checked = subprocess.run([*GUARDIAN, "check-config", "--config", str(bad)], capture_output=True, text=True,
+                             timeout=30)
+    assert checked.returncode == 1 and f"{bad}:4: " in checked.stderr and "\x1b" not in checked.stderr
