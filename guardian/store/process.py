@@ -30,10 +30,12 @@ closes the pipe too, so the child never outlives it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import pickle
 import sys
+import time
 from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
@@ -52,6 +54,11 @@ SHIP_SECONDS = 0.02
 START_TIMEOUT = 60.0
 COMMIT_TIMEOUT = 300.0  # a commit stuck this long means a wedged child: restart it (opening may migrate a big file)
 STOP_TIMEOUT = 30.0
+RESTART_BACKOFF = (1.0, 60.0)  # a writer that cannot be started again is tried after 1 s, 2 s, 4 s ... 60 s
+# Every form a dead child's pipe takes: EPIPE/ECONNRESET (OSError), a short read, no answer
+# in time, and uvloop's RuntimeError("unable to perform operation on <WriteUnixTransport
+# closed=True ...>; the handler is closed"), where the stdlib loop raises nothing at all.
+PIPE_GONE = (OSError, RuntimeError, asyncio.IncompleteReadError, TimeoutError, EOFError)
 
 
 def options(path: Path, privacy: PrivacySettings, zone: ZoneInfo, store: StoreSettings, session_gap: int,
@@ -79,14 +86,19 @@ class RemoteWriter:
         self.counters: dict[str, Any] = {}
         self.proc: asyncio.subprocess.Process | None = None
         self.unacked: list[tuple[Any, ...]] = []
+        self.restarts = 0  # writer processes started again after one ended or stopped answering
+        self.alive = False  # False from the moment its pipe fails until a new one answers its hello
         self._before: dict[str, Any] = {}
         self._lock = asyncio.Lock()
+        self._backoff = RESTART_BACKOFF[0]
+        self._next_start = 0.0  # monotonic: no new writer before this (it failed to start)
 
     def totals(self) -> dict[str, Any]:
         """The counters of every writer process so far (a restarted child counts from zero)."""
         out = dict(self.counters)
         for key, value in self._before.items():
             out[key] = out.get(key, 0) + value
+        out["writer_restarts"] = self.restarts
         return out
 
     async def start(self) -> None:
@@ -98,46 +110,79 @@ class RemoteWriter:
             sys.executable, "-m", "guardian.store", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE)
         await self._call(("hello", self.hello), timeout=START_TIMEOUT)
+        self.alive = True
 
     def add(self, rows: list[tuple[Any, ...]]) -> None:
-        """Ship rows to the child now (no wait); they are written by the next ``commit``."""
+        """Ship rows to the child now (no wait); they are written by the next ``commit``
+        (a dead child's rows are kept and shipped to the next one)."""
         self.unacked.extend(rows)
+        if self.alive:
+            self._send(("add", rows))
+
+    def _send(self, message: Any) -> None:
         proc = self.proc
-        if proc is not None and proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.write(pack(("add", rows)))
+        if proc is None or proc.stdin is None or proc.stdin.is_closing() or proc.returncode is not None:
+            self.alive = False
+            return
+        try:
+            proc.stdin.write(pack(message))
+        except PIPE_GONE:
+            self.alive = False  # the next commit finds out, and starts a new writer
+
+    async def _restart(self, why: str) -> None:
+        """A new writer process for the one that ended, given every row not yet committed;
+        WorkerGone while a failed start waits out its back-off."""
+        await self.stop()
+        now = time.monotonic()
+        if now < self._next_start:
+            raise WorkerGone(f"{why}; the next try to start it is in {self._next_start - now:.0f} s")
+        self.restarts += 1
+        try:
+            await self.start()
+        except (WorkerGone, OSError) as exc:
+            await self.stop()
+            self._next_start = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, RESTART_BACKOFF[1])
+            raise WorkerGone(f"{why}; starting it again failed: {exc}") from exc
+        self._backoff = RESTART_BACKOFF[0]
+        if self.unacked:
+            self._send(("add", self.unacked))
 
     async def commit(self, side: list[tuple[Any, ...]], hello: dict[str, Any] | None = None) -> None:
-        """Write what was shipped (and ``side`` events); restart a dead child once."""
+        """Write what was shipped (and ``side`` events); a dead child is replaced (once per
+        commit, then with a back-off) and given the rows it had not committed."""
+        if hello is not None:
+            self.hello = hello
         for attempt in (1, 2):
             try:
+                if not self.alive:
+                    await self._restart("the store's writer process ended")
                 if hello is not None:
-                    self.hello = hello
                     await self._call(("settings", hello))
                 await self._call(("commit", side), timeout=COMMIT_TIMEOUT)
                 self.unacked.clear()
                 return
-            except WorkerGone as exc:
+            except WorkerGone:
+                self.alive = False
                 if attempt == 2:
                     raise
-                log.error("store: %s; starting it again", exc)
-                await self.stop()
-                await self.start()
-                if self.unacked:
-                    assert self.proc is not None and self.proc.stdin is not None
-                    self.proc.stdin.write(pack(("add", self.unacked)))
 
     async def _call(self, message: Any, timeout: float | None = None) -> dict[str, Any]:
         async with self._lock:
             proc = self.proc
             if proc is None or proc.stdin is None or proc.stdout is None:
                 raise WorkerGone("the store's writer process is not running")
+            if proc.returncode is not None or proc.stdin.is_closing():
+                self.alive = False
+                raise WorkerGone(f"the store's writer process ended (exit status {proc.returncode})")
             try:
                 proc.stdin.write(pack(message))
                 await proc.stdin.drain()
                 head = await asyncio.wait_for(proc.stdout.readexactly(LENGTH.size), timeout)
                 body = await asyncio.wait_for(proc.stdout.readexactly(LENGTH.unpack(head)[0]), timeout)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                raise WorkerGone(f"the store's writer process failed: {exc!r}") from exc
+            except PIPE_GONE as exc:
+                self.alive = False
+                raise WorkerGone(f"the store's writer process ended or stopped answering ({exc!r})") from exc
             answer: dict[str, Any] = pickle.loads(body)
             self.counters = answer["counters"]
             if "error" in answer:
@@ -146,15 +191,19 @@ class RemoteWriter:
 
     async def ask(self, message: Any, key: str) -> Any:
         """Send a question (usage, devices) and return ``key`` from the answer."""
+        if not self.alive and self.proc is not None:
+            await self._restart("the store's writer process ended")
         return (await self._call(message, timeout=COMMIT_TIMEOUT))[key]
 
     async def stop(self) -> None:
         proc, self.proc = self.proc, None
+        self.alive = False
         if proc is None:
             return
         async with self._lock:
             if proc.stdin is not None:
-                proc.stdin.close()
+                with contextlib.suppress(*PIPE_GONE):
+                    proc.stdin.close()
             try:
                 await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
             except TimeoutError:

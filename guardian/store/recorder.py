@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # records, instead of every record of the interval up to queue_size.
 BATCH_ROWS = 5000
 BATCH_CHECK_SECONDS = 0.25  # thread mode: how often the batch size is looked at
+TROUBLE_LOG_SECONDS = 60.0  # the writer process's trouble: one log line (and system event) per minute at most
 
 
 class Recorder:
@@ -61,6 +62,8 @@ class Recorder:
         self.dropped = 0  # records refused because the queue was full
         self.lost = 0  # records the writer process could not take (it died twice)
         self._settings_changed = False
+        self._next_trouble = 0.0  # monotonic: when the writer's trouble may be logged again
+        self._quiet_lost = 0  # records lost since the last line about them
         self._room = self.queue_size  # records ``record`` may still queue (less what the child holds unwritten)
         self._pending: list[QueryRecord | tuple[QueryRecord, float]] = []
         self._side: list[tuple[Any, ...]] = []
@@ -197,18 +200,44 @@ class Recorder:
             if self._settings_changed:
                 self._settings_changed = False
                 hello = self._options()
+            restarts = self.remote.restarts
             try:
                 await self.remote.commit(side, hello)
             except WorkerGone as exc:
-                self.lost += len(self.remote.unacked)
-                log.error("store: %s; %d records not saved", exc, len(self.remote.unacked))
+                lost = len(self.remote.unacked)
                 self.remote.unacked.clear()
+                self.lost += lost
+                self._writer_trouble(f"{exc}; {lost:,} queries were not saved", lost)
+                with self._side_lock:  # kept for the next writer, which records the events
+                    self._side[:0] = side[-1000:]
+            else:
+                if self.remote.restarts != restarts:
+                    self._writer_trouble("the store's writer process ended and was started again; "
+                                         "no queries were lost", 0)
             self._room = self.queue_size
             return
         records, self._pending = self._pending, []
         job = asyncio.get_running_loop().run_in_executor(self._executor, self._process, records, side)
         # Shielded: cancelling the caller must not cancel a queued job, which would lose the batch.
         await asyncio.shield(job)
+
+    def _writer_trouble(self, message: str, lost: int) -> None:
+        """The writer process ended or failed: one log line and one storage system event a
+        minute at most (a dead writer is met at every flush, up to 50 a second)."""
+        self._quiet_lost += lost
+        now = time.monotonic()
+        if now < self._next_trouble:
+            return
+        self._next_trouble = now + TROUBLE_LOG_SECONDS
+        total, self._quiet_lost = self._quiet_lost, 0
+        if total:
+            log.error("store: %s (%s lost since the last report, %s since start)", message, f"{total:,}",
+                      f"{self.lost:,}")
+            self.system_event("storage", "the store's writer process ended: some queries were not saved "
+                              "('guardian status' counts them as lost)", "high")
+        else:
+            log.error("store: %s", message)
+            self.system_event("storage", message, "medium")
 
     async def run_retention(self) -> None:
         """Apply the retention rules now (the writer process also does it every hour)."""
