@@ -165,11 +165,10 @@ BYPASS = [
     "urban-vpn.com",
     "zerotier.com",
     "my.zerotier.com",
-    "hamachi.cc",
-    "ngrok.io",
     "www.proxysite.com",
     "kproxy.com",
-    "hide.me",
+    "archive.ph",
+    "translated.turbopages.org",
 ]
 
 
