@@ -44,11 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
         sub.add_argument("--json", action="store_true", help="JSON instead of a table")
 
-    def when(sub: argparse.ArgumentParser, required: bool = False) -> None:
+    def when(sub: argparse.ArgumentParser, required: bool = False, cancel: str = "") -> None:
         group = sub.add_mutually_exclusive_group(required=required)
         group.add_argument("--for", dest="duration", type=_duration, metavar="DURATION",
-                           help="for how long: 30m, 1h, 90s, 2h30m")
+                           help="for how long: 30m, 1h, 90s, 2h30m (at most 30 days)")
         group.add_argument("--until", metavar="HH:MM", help="until the next such time of day (household zone)")
+        if cancel:
+            group.add_argument("--cancel", action="store_true", help=cancel)
 
     sub = command("pause", "pause a device or a profile: nothing resolves for it (until resumed by default)")
     sub.add_argument("target", metavar="TARGET", help="a device or profile name")
@@ -57,12 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("target", metavar="TARGET", help="a device or profile name")
     sub = command("bonus", "bonus time: lift a profile's schedules and budgets for a while")
     sub.add_argument("profile", metavar="PROFILE")
-    when(sub, required=True)
+    when(sub, required=True, cancel="end the profile's bonus time now")
     for name, verb in (("allow", "allow"), ("block", "block")):
         sub = command(name, f"{verb} one domain (and its subdomains) for a profile: for a while, or for good")
         sub.add_argument("domain", metavar="DOMAIN")
         sub.add_argument("--profile", "-p", required=True, metavar="PROFILE")
-        when(sub)
+        when(sub, cancel=f"end a temporary {verb} (--for/--until) of the domain now")
     sub = command("usage", "today's estimated screen time against the budgets")
     sub.add_argument("profile", metavar="PROFILE", nargs="?")
     sub.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -145,7 +147,9 @@ def parent_action(args: argparse.Namespace) -> int:
                 payload.update(text=handle.read(), filename=args.file)
         except (OSError, UnicodeDecodeError) as exc:
             raise GuardianError(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from exc
-    if getattr(args, "duration", None) is not None:
+    if getattr(args, "cancel", False):
+        payload["cancel"] = True
+    elif getattr(args, "duration", None) is not None:
         payload["for"] = args.duration
     elif getattr(args, "until", None):
         payload["at"] = args.until

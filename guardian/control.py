@@ -8,6 +8,9 @@ per connection, one JSON answer, then the connection closes:
     {"ok": true, "message": "Paused Sam's tablet until 21:00"}
     {"ok": false, "error": "no profile is called 'Kid' (profiles: 'Child', 'Adult')"}
 
+``"cancel": true`` with ``bonus`` ends a bonus, with ``allow``/``block`` a temporary
+allow or block of that domain. Durations are at most ``MAX_OVERRIDE_SECONDS`` (30 days).
+
 Besides the household's actions, the daemon adds its own (``ControlServer(actions=...)``):
 ``status`` (its counters, for ``guardian status``) and ``refresh-lists`` (download every
 subscribed list now, as the daemon's user, and answer once the new lists are in use).
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, GuardianError
-from .household_service import FOREVER, HouseholdService, UsageLine, next_clock
+from .household_service import FOREVER, MAX_OVERRIDE_SECONDS, HouseholdService, UsageLine, next_clock, too_long
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ def parse_duration(text: str) -> int:
         seconds = ((d * 24 + h) * 60 + m) * 60 + s
     if seconds <= 0:
         raise ValueError(f"{text!r} is not a duration like 30m, 1h, 90s or 2h30m")
+    if seconds > MAX_OVERRIDE_SECONDS:
+        raise ValueError(f"{text!r} is {too_long()}")
     return seconds
 
 
@@ -161,6 +166,8 @@ class ControlServer:
             seconds = float(payload["for"])
             if not math.isfinite(seconds) or seconds <= 0:
                 raise GuardianError("the duration must be positive")
+            if seconds > MAX_OVERRIDE_SECONDS:
+                raise GuardianError(f"{seconds:g} s is {too_long()}")
             return service.clock() + seconds
         if payload.get("at"):
             return next_clock(str(payload["at"]), service.clock(), service.zone)
@@ -179,6 +186,10 @@ class ControlServer:
             change = await run(service.pause, str(payload["target"]), FOREVER if until is None else until)
         elif action == "resume":
             change = await run(service.resume, str(payload["target"]))
+        elif action == "bonus" and payload.get("cancel"):
+            change = await run(service.end_bonus, str(payload["profile"]))
+        elif action in ("allow", "block") and payload.get("cancel"):
+            change = await run(service.end_domain, str(payload["domain"]), str(payload["profile"]), action == "allow")
         elif action == "bonus":
             until = self._until(payload, None)
             if until is None:

@@ -59,6 +59,13 @@ SEED = "seed"  # the stored household is the config's seed, untouched by parents
 PARENT = "parent"  # a parent changed it: it wins over the config from now on
 SCHEMA_VERSION = 1
 FOREVER = math.inf  # an override "until resumed"
+MAX_OVERRIDE_DAYS = 30
+MAX_OVERRIDE_SECONDS = MAX_OVERRIDE_DAYS * 86_400  # the longest pause, bonus or timed allow/block
+
+
+def too_long() -> str:
+    return (f"longer than {MAX_OVERRIDE_DAYS} days, the longest a pause, bonus or temporary allow/block "
+            "may last (a pause without --for lasts until resumed; allow/block without --for are for good)")
 
 
 class UnknownName(GuardianError):
@@ -351,6 +358,8 @@ class HouseholdService:
         now = self.clock()
         if until <= now:
             raise GuardianError(f"that time has already passed ({self.when(until)})")
+        if not math.isinf(until) and until - now > MAX_OVERRIDE_SECONDS:
+            raise GuardianError(f"{until - now:g} s is {too_long()}")  # before saving anything
         override = Override(kind, target, until, now, domain)
         self._commit(lambda snap: with_override(snap, override))
         return override
@@ -383,6 +392,28 @@ class HouseholdService:
         p = self.profile(profile)
         override = self._override("bonus", p.name, until)
         return Change(f"Bonus time for {p.name} {self.when(until)}: schedules and budgets lifted", override)
+
+    def end_bonus(self, profile: str) -> Change:
+        """End the profile's bonus time now (a no-op, said so, if it had none)."""
+        p = self.profile(profile)
+        now = self.clock()
+        before = [o for o in self.holder.current.overrides if o.kind == "bonus" and o.target == p.name and o.until > now]
+        self._commit(lambda snap: without_override(snap, "bonus", p.name))
+        return Change(f"Bonus time for {p.name} ended" if before else f"{p.name} had no bonus time")
+
+    def end_domain(self, domain: str, profile: str, allow: bool) -> Change:
+        """End a temporary allow (``allow``) or block of ``domain`` for ``profile`` now;
+        the profile's own allow and deny lists stay as they are."""
+        p = self.profile(profile)
+        name = check_domain(domain)
+        kind: OverrideKind = "allow-domain" if allow else "block-domain"
+        word = "allow" if allow else "block"
+        now = self.clock()
+        before = [o for o in self.holder.current.overrides
+                  if o.kind == kind and o.target == p.name and o.domain == name and o.until > now]
+        self._commit(lambda snap: without_override(snap, kind, p.name, name))
+        return Change(f"Ended the temporary {word} of {name} for {p.name}" if before
+                      else f"{p.name} had no temporary {word} of {name}")
 
     def allow(self, domain: str, profile: str, until: float | None = None) -> Change:
         """Allow ``domain`` (and its subdomains) for ``profile``: until ``until``, or for

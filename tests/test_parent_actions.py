@@ -294,3 +294,49 @@ def test_import_and_check_config_refuse_a_bad_domain_with_its_line(home, config,
     checked = subprocess.run([*GUARDIAN, "check-config", "--config", str(bad)], capture_output=True, text=True,
                              timeout=30)
     assert checked.returncode == 1 and f"{bad}:4: " in checked.stderr and "\x1b" not in checked.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("bonus", "Teen", "--for", "12000000d"),
+    ("bonus", "Teen", "--for", "31d"),
+    ("pause", "Sam's tablet", "--for", "100000h"),
+    ("allow", "kids.example", "--profile", "Teen", "--for", "745h"),
+    ("block", "kids.example", "--profile", "Teen", "--for", "44641m"),
+])
+def test_durations_over_30_days_are_refused_before_anything_is_saved(home, config, args):
+    result = guardian(config, *args)
+    assert result.returncode != 0
+    assert "30 days" in result.stderr, result.stderr
+    assert home.daemon.policy.current.overrides == ()
+    stored = HouseholdStore(config.parent / "var" / HOUSEHOLD_DB).load()
+    assert stored is None or stored.overrides == ()
+
+
+def test_the_control_socket_refuses_long_durations_too(home, config):
+    from guardian.control import SOCKET_NAME, request
+
+    answer = request(config.parent / "var" / SOCKET_NAME, {"action": "bonus", "profile": "Teen", "for": 10 ** 12})
+    assert not answer["ok"] and "30 days" in answer["error"]
+    assert home.daemon.policy.current.overrides == ()
+    assert ok(config, "bonus", "Teen", "--for", "30d").startswith("Bonus time for Teen until ")  # the bound itself
+
+
+def test_a_bonus_can_be_cancelled_and_a_timed_allow_or_block_ended(home, config, clock):
+    later(home, clock, 4 * 60 + 30)  # 21:30: bedtime
+    assert ok(config, "bonus", "Child", "--for", "2h").startswith("Bonus time for Child until 23:30")
+    assert answered(home, "kids.example", SAM)
+    assert ok(config, "bonus", "Child", "--cancel") == "Bonus time for Child ended"
+    assert not answered(home, "kids.example", SAM)  # bedtime again, at once
+    assert ok(config, "bonus", "Child", "--cancel") == "Child had no bonus time"
+    assert home.daemon.policy.current.overrides == ()
+    assert ok(config, "block", "kids.example", "--profile", "Teen", "--for", "1h").startswith("Blocked")
+    assert not answered(home, "kids.example", ALEX)
+    assert ok(config, "block", "kids.example", "--profile", "Teen", "--cancel") == \
+        "Ended the temporary block of kids.example for Teen"
+    assert answered(home, "kids.example", ALEX)
+    result = guardian(config, "allow", "kids.example", "--profile", "Teen", "--cancel")
+    assert result.returncode == 0 and result.stdout.strip() == "Teen had no temporary allow of kids.example"
+    result = guardian(config, "bonus", "Child", "--cancel", "--for", "1h")
+    assert result.returncode == 2  # one or the other
+    stored = HouseholdStore(config.parent / "var" / HOUSEHOLD_DB).load()
+    assert stored is not None and stored.overrides == ()
