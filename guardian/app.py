@@ -18,6 +18,7 @@ from .discovery import Discovery
 from .discovery.persist import RemotePersist
 from .dns.cache import Cache
 from .dns.chain import Answer, Next, Query, Step, build_chain
+from .dns.rebind import Rebind
 from .dns.server import DnsServer
 from .dns.steps.cache import CacheStep
 from .dns.steps.forward import Forward
@@ -90,8 +91,9 @@ def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: Pol
         Identify(policy, hint=hint),  # which device, which profile: the log and the policy need both
         Record(recorder, clock, services),  # above policy, so blocked answers are logged with their reason
         local,  # the box's own name never leaves the house
-        Policy(policy, local, observe, clock),  # the parent's rules, on an immutable snapshot
+        Policy(policy, local, observe, clock, filtered_max_ttl=dns.filtered_max_ttl),  # the parent's rules
         cache_step,  # below policy (once it lands), so a parent's change applies at once
+        Rebind(dns.rebind_allow, dns.local_names),  # above the network: the cache keeps screened answers
         forward,  # last: the network
     ]
     return Pipeline(guard, local, cache_step, forward, pool, build_chain(steps))
@@ -170,6 +172,8 @@ class Guardian:
             list(settings.dns.listen),
             tcp_idle=settings.dns.tcp_idle_seconds,
             tcp_max_connections=settings.dns.tcp_max_connections,
+            tcp_message=settings.dns.tcp_message_seconds,
+            tcp_max_per_client=settings.dns.tcp_max_per_client,
             client_allowed=lambda client: self.pipeline.guard.allowed(client),
         )
         server.admit = self._admit
@@ -399,8 +403,8 @@ class Guardian:
                                        self._device_hint, self.rules.services)
         self.pipeline.guard.refused_acl = old.guard.refused_acl  # counters run since start
         self.pipeline.guard.refused_rate = old.guard.refused_rate
-        if settings.dns.upstreams != self.settings.dns.upstreams:
-            self.cache.clear()
+        if (settings.dns.upstreams, settings.dns.rebind_allow) != (self.settings.dns.upstreams, self.settings.dns.rebind_allow):
+            self.cache.clear()  # the cache holds answers as these upstreams gave and rebinding screened them
         if new_server is not None:
             old_server, self.server = self.server, new_server
             if old_server is not None:
@@ -408,6 +412,8 @@ class Guardian:
         if self.server is not None:  # read per connection: the next ones get the new limits
             self.server.tcp_idle = settings.dns.tcp_idle_seconds
             self.server.tcp_max_connections = settings.dns.tcp_max_connections
+            self.server.tcp_message = settings.dns.tcp_message_seconds
+            self.server.tcp_max_per_client = settings.dns.tcp_max_per_client
         if settings.zone != self.settings.zone:
             zone = settings.zone
             self.policy.update(lambda snap: with_zone(snap, zone, MeterBudgets(self.meter, zone)))

@@ -52,12 +52,17 @@ class FakeDns:
     host: str = "127.0.0.1"
     port: int = 0
     queries: list[tuple[str, str, str]] = field(default_factory=list)  # (transport, name, type)
+    # name -> a function of the query's bytes giving the reply's bytes (None: stay silent)
+    replies: dict[str, Any] = field(default_factory=dict)
 
     def answer(self, data: bytes, transport: str) -> bytes | None:
         request = DNSRecord.parse(data)
         q = request.q
         name = str(q.qname).rstrip(".").lower()
         self.queries.append((transport, name, QTYPE[q.qtype]))
+        if name in self.replies:
+            out: bytes | None = self.replies[name](data)
+            return out
         b = self.behaviour
         reply = request.reply()
         if b.servfail:
@@ -69,7 +74,7 @@ class FakeDns:
             reply.add_auth(RR(".", QTYPE.SOA, ttl=3600, rdata=SOA("a.root.", "b.root.", (1, 2, 3, 4, 60))))
             return reply.pack()
         if name.startswith("big"):
-            records = [("A", f"10.0.{i // 250}.{i % 250 + 1}") for i in range(100)]
+            records = [("A", f"11.0.{i // 250}.{i % 250 + 1}") for i in range(100)]
         for rtype, value in records or []:
             rdata: Any = {"A": A, "AAAA": AAAA, "CNAME": CNAME}[rtype](value)
             if rtype == QTYPE[q.qtype] or rtype == "CNAME":

@@ -263,3 +263,58 @@ def test_answer_question_type_matches(make_guardian, upstream):
     assert reply.header.id == q.header.id
     assert QTYPE[reply.q.qtype] == "AAAA"
     assert [str(r.rdata) for r in reply.rr] == ["2606:2800:220:1::248"]
+
+
+def _closed_within(sock: socket.socket, seconds: float, drip: bytes = b"") -> float | None:
+    """Seconds until the server closes ``sock`` (sending ``drip`` a byte every 0.2 s), or None."""
+    started = time.monotonic()
+    sock.settimeout(0.2)
+    sent = 0
+    while time.monotonic() - started < seconds:
+        try:
+            if sock.recv(10) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            return time.monotonic() - started
+        if sent < len(drip):
+            try:
+                sock.sendall(drip[sent : sent + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                return time.monotonic() - started
+            sent += 1
+    return None
+
+
+def test_a_client_dripping_a_message_byte_by_byte_is_cut_off(make_guardian, upstream):
+    g = make_guardian([upstream.url], tcp_idle_seconds=10, tcp_message_seconds=1.0)
+    port = g.port(proto="tcp")
+    packed = DNSRecord.question("example.com").pack()
+    message = len(packed).to_bytes(2, "big") + packed
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as slow:
+        took = _closed_within(slow, 4.0, drip=message[:-1])  # a byte every 0.2 s never completes it
+    assert took is not None and took < 2.0, took
+    # A client that sends whole messages keeps its connection for the idle time.
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as fine:
+        fine.sendall(message)
+        assert len(fine.recv(4096)) > 2
+        assert _closed_within(fine, 1.5) is None
+    assert dig(port, "example.com", tcp=True).values == ["93.184.216.34"]
+
+
+def test_one_client_cannot_hold_every_tcp_slot(make_guardian, upstream):
+    g = make_guardian([upstream.url], tcp_max_connections=256, tcp_max_per_client=3)
+    port = g.port(proto="tcp")
+    held = [socket.create_connection(("127.0.0.1", port), timeout=3) for _ in range(3)]
+    try:
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=3)
+        with extra:
+            assert _closed_within(extra, 1.0) is not None  # its fourth: closed at once
+        assert dig(port, "example.com", tcp=True, source="127.0.0.2").values == ["93.184.216.34"]  # others still get in
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.2)
+    assert dig(port, "example.com", tcp=True).values == ["93.184.216.34"]  # and the first again, once it let go

@@ -40,6 +40,7 @@ class ServerStats:
     truncated: int = 0
     tcp_connections: int = 0
     tcp_rejected: int = 0
+    tcp_slow: int = 0  # connections closed for not completing a message in time
 
 
 def udp_limit(query: Query) -> int:
@@ -77,6 +78,8 @@ class DnsServer:
         tcp_idle: float = 10.0,
         tcp_max_connections: int = 256,
         tcp_max_pending: int = 64,
+        tcp_message: float = 5.0,
+        tcp_max_per_client: int = 16,
         client_allowed: Callable[[str], bool] | None = None,
     ) -> None:
         self.handler = handler
@@ -84,11 +87,14 @@ class DnsServer:
         self.tcp_idle = tcp_idle
         self.tcp_max_connections = tcp_max_connections
         self.tcp_max_pending = tcp_max_pending
+        self.tcp_message = tcp_message  # seconds a started message may take to arrive whole
+        self.tcp_max_per_client = tcp_max_per_client
         self.client_allowed = client_allowed or (lambda _c: True)
         self.stats = ServerStats()
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.base_events.Server] = []
         self._tcp_conns: set[_TcpConnection] = set()
+        self._tcp_per_client: dict[str, int] = {}
         self._last_error_log = 0.0
         self.bound: list[tuple[str, str, int]] = []  # (proto, host, port) actually bound
         self.admit: Callable[[str, float], bool] | None = None
@@ -293,18 +299,24 @@ class _TcpConnection(asyncio.Protocol):
         self.pending: set[asyncio.Future[bytes]] = set()
         self.client = ""
         self.idle: asyncio.TimerHandle | None = None
+        self.message_timer: asyncio.TimerHandle | None = None
         self.paused = False
+        self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.transport = stream
         server = self.server
-        if len(server._tcp_conns) >= server.tcp_max_connections:
+        peer = transport.get_extra_info("peername")
+        client = peer[0] if peer else ""
+        per_client = server._tcp_per_client
+        if len(server._tcp_conns) >= server.tcp_max_connections or per_client.get(client, 0) >= server.tcp_max_per_client:
             server.stats.tcp_rejected += 1
             stream.abort()
             return
-        peer = transport.get_extra_info("peername")
-        self.client = peer[0] if peer else ""
+        self.client = client
+        per_client[client] = per_client.get(client, 0) + 1
+        self.counted = True
         server._tcp_conns.add(self)
         server.stats.tcp_connections += 1
         self._arm_idle()
@@ -320,9 +332,26 @@ class _TcpConnection(asyncio.Protocol):
         else:
             self.close()
 
+    def _message_timeout(self) -> None:
+        """A message begun ``tcp_message`` seconds ago is still not whole: a client that
+        drips bytes to keep its slot (slowloris). Unless Guardian itself stopped reading."""
+        self.message_timer = None
+        if self.paused:
+            self._arm_message()
+            return
+        self.server.stats.tcp_slow += 1
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _arm_message(self) -> None:
+        if self.message_timer is not None:
+            self.message_timer.cancel()
+        self.message_timer = asyncio.get_running_loop().call_later(self.server.tcp_message, self._message_timeout)
+
     def data_received(self, data: bytes) -> None:
         self._arm_idle()
         buf = self.buffer
+        started = not buf  # these bytes begin a new message
         buf += data
         if len(buf) > 2 + 65535 + 65537:  # more than a full message queued: a misbehaving client
             self.close()
@@ -333,7 +362,16 @@ class _TcpConnection(asyncio.Protocol):
                 break
             message = bytes(buf[2 : 2 + size])
             del buf[: 2 + size]
+            started = True  # whatever is left begins the next message
             self._handle(message)
+        # A whole message must arrive within tcp_message seconds of its first byte;
+        # the idle timer alone is re-armed by every byte.
+        if not buf:
+            if self.message_timer is not None:
+                self.message_timer.cancel()
+                self.message_timer = None
+        elif started or self.message_timer is None:
+            self._arm_message()
         if len(self.pending) >= self.server.tcp_max_pending and not self.paused and self.transport:
             self.paused = True
             self.transport.pause_reading()
@@ -370,9 +408,19 @@ class _TcpConnection(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server._tcp_conns.discard(self)
+        server = self.server
+        server._tcp_conns.discard(self)
+        if self.counted:
+            self.counted = False
+            left = server._tcp_per_client.get(self.client, 1) - 1
+            if left > 0:
+                server._tcp_per_client[self.client] = left
+            else:
+                server._tcp_per_client.pop(self.client, None)
         if self.idle is not None:
             self.idle.cancel()
+        if self.message_timer is not None:
+            self.message_timer.cancel()
         for task in self.pending:
             _cancel(task)
         self.pending.clear()

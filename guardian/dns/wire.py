@@ -42,8 +42,13 @@ T_CNAME = 5
 T_SOA = 6
 T_PTR = 12
 T_HINFO = 13
+T_MX = 15
 T_AAAA = 28
+T_SRV = 33
+T_DNAME = 39
 T_OPT = 41
+T_SVCB = 64
+T_HTTPS = 65
 T_ANY = 255
 C_IN = 1
 
@@ -307,7 +312,7 @@ class Reply:
     ttls: list[tuple[int, int]]
     min_ttl: int | None  # smallest TTL among the records; None when there are none
     negative_ttl: int | None  # RFC 2308: min(SOA TTL, SOA MINIMUM) for NXDOMAIN/NODATA
-    cnames: list[str]  # targets of CNAME records in the answer section, in order
+    cnames: list[str]  # targets of CNAME (and SVCB/HTTPS) records in the answer section, in order
     question_end: int
 
 
@@ -355,6 +360,10 @@ def _parse_reply(data: bytes) -> Reply:
         min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
         if i < an and rtype == T_CNAME:
             cnames.append(read_name(data, rdata)[0])
+        elif i < an and rtype in (T_SVCB, T_HTTPS) and rdlen > 2:
+            target = read_name(data, rdata + 2)[0]  # TargetName ("." = the owner itself)
+            if target:
+                cnames.append(target)
         if an <= i < an + ns and rtype == T_SOA and rdlen >= 20:
             minimum = U32.unpack_from(data, pos - 4)[0]
             negative = min(ttl, minimum)
@@ -370,6 +379,72 @@ def _parse_reply(data: bytes) -> Reply:
     body = data[qend:body_end]
     rel = [(off - qend, ttl) for off, ttl in ttls]
     return Reply(flags, flags & 0xF, an, ns, ar, body, rel, min_ttl, negative, cnames, qend)
+
+
+# Record types whose RDATA holds names, and where they start (SOA has two, see below).
+_NAMES_IN_RDATA = {T_NS: 0, T_CNAME: 0, T_PTR: 0, T_DNAME: 0, T_MX: 2, T_SRV: 6, T_SVCB: 2, T_HTTPS: 2}
+
+
+def check_name(data: bytes, pos: int) -> int:
+    """Offset past a well-formed, possibly compressed name at ``pos``.
+
+    Every pointer must point before the name part it continues (RFC 1035 4.1.4: to a
+    prior occurrence), so no pointer can loop; labels are at most 63 bytes and the
+    name at most 255. Raises WireError(FORMERR) otherwise.
+    """
+    n = len(data)
+    end = -1
+    ceiling = pos  # a pointer must land below where the current run of labels began
+    total = 0
+    while True:
+        if pos >= n:
+            raise WireError(FORMERR, "name runs past the end")
+        length = data[pos]
+        if length == 0:
+            return end if end >= 0 else pos + 1
+        if length & 0xC0 == 0xC0:
+            if pos + 2 > n:
+                raise WireError(FORMERR, "truncated pointer")
+            target = ((length & 0x3F) << 8) | data[pos + 1]
+            if target < 12 or target >= ceiling:
+                raise WireError(FORMERR, "compression pointer does not point back")
+            if end < 0:
+                end = pos + 2
+            pos = ceiling = target
+            continue
+        if length > 63:
+            raise WireError(FORMERR, "bad label type")
+        total += 1 + length
+        if total > 254:
+            raise WireError(FORMERR, "name longer than 255 bytes")
+        pos += 1 + length
+
+
+def check_names(data: bytes) -> None:
+    """Raise WireError(FORMERR) unless every name of the message is well formed: the
+    question, every record's owner, and the names inside CNAME, NS, PTR, DNAME, MX,
+    SRV, SOA, SVCB and HTTPS data. Upstream answers are checked before they are kept."""
+    try:
+        _qid, _flags, qd, an, ns, ar = HEADER.unpack_from(data)
+        pos = 12
+        for _ in range(qd):
+            pos = check_name(data, pos) + 4
+        for _ in range(an + ns + ar):
+            pos = check_name(data, pos)
+            rtype, _rclass, _ttl, rdlen = RR_FIXED.unpack_from(data, pos)
+            rdata = pos + 10
+            pos = rdata + rdlen
+            if pos > len(data):
+                raise WireError(FORMERR, "record runs past the end")
+            at = _NAMES_IN_RDATA.get(rtype)
+            if at is not None and rdlen > at:
+                if check_name(data, rdata + at) > pos:
+                    raise WireError(FORMERR, "name runs past its record")
+            elif rtype == T_SOA:
+                if check_name(data, check_name(data, rdata)) + 20 > pos:
+                    raise WireError(FORMERR, "SOA record too short")
+    except (struct.error, IndexError):
+        raise WireError(FORMERR, "message truncated") from None
 
 
 def build_query(qid: int, question: bytes, *, do: bool, cd: bool) -> bytes:

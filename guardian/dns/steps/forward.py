@@ -15,7 +15,7 @@ import time
 from ..cache import fresh_entry, render
 from ..chain import Answer, Next, Query
 from ..upstream import UpstreamFailure, UpstreamPool
-from ..wire import CD, Reply, WireError, parse_reply
+from ..wire import CD, Reply, WireError, check_names, parse_reply
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class Forward:
         try:
             raw, upstream = await self.pool.resolve(question, do=do, cd=cd)
             try:
+                check_names(raw)  # a name that loops or overruns is never cached or passed on
                 reply = parse_reply(raw)
             except WireError as exc:
                 raise UpstreamFailure(f"{upstream.name} sent a malformed answer: {exc}") from exc

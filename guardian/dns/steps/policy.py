@@ -77,13 +77,35 @@ class Identify:
         return nxt(query)
 
 
+def filters(profile: Any) -> bool:
+    """True when ``profile`` filters anything (its devices get short TTLs)."""
+    return profile is not None and bool(
+        profile.categories or profile.services or profile.deny or profile.schedules or profile.budgets
+        or profile.safe_search or profile.youtube != "off" or profile.bypass_protection
+    )
+
+
 class Policy:
+    """``filtered_max_ttl`` (seconds) caps every answer's TTL for profiles that filter
+    anything, so a parent's block, pause or schedule change reaches a device within
+    minutes instead of after the upstream's TTL (up to a day)."""
+
     def __init__(self, holder: PolicyHolder, local: LocalNames, observe: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, filtered_max_ttl: int | None = None) -> None:
         self.holder = holder
         self.local = local
         self.observe = observe  # (profile name, target, epoch) -> None: the usage meter
         self.clock = clock  # epoch seconds: "now" for schedules, overrides and budgets
+        self.filtered_max_ttl = filtered_max_ttl
+
+    def ttl_cap(self, query: Query, decision: Decision) -> int | None:
+        """The answer's TTL bound: the decision's (a schedule boundary, a budget) and,
+        for a filtering profile, ``filtered_max_ttl``."""
+        cap = decision.ttl_cap
+        limit = self.filtered_max_ttl
+        if limit is not None and filters(query.profile):
+            cap = limit if cap is None else min(cap, limit)
+        return cap
 
     def resolve(self, query: Query, nxt: Next) -> Answer:
         snap = self.holder.current
@@ -99,7 +121,7 @@ class Policy:
             return self.blocked(query, decision)
         if decision.action == "rewrite":
             query.source = "policy"
-            return self._rewrite(query, decision, nxt)
+            return self._rewrite(query, decision, nxt, now)
 
         def after(answer: bytes) -> bytes:
             if query.cnames:
@@ -112,7 +134,7 @@ class Policy:
                 for target in decision.budget_targets:
                     self.observe(query.profile.name, target, now)
                 query.reuse_until = 0.0  # each query counts toward the budget: no packet reuse
-            cap = decision.ttl_cap
+            cap = self.ttl_cap(query, decision)
             if cap is not None:
                 answer = cap_ttls(answer, cap)
                 # The packet cache may resend these bytes for up to a second: fine while
@@ -144,10 +166,21 @@ class Policy:
             return reply_with(q, NOERROR, answers, aa=True)
         return reply_with(q, NOERROR, authority=soa, aa=True)  # NODATA
 
-    async def _rewrite(self, query: Query, decision: Decision, nxt: Next) -> bytes:
-        """Safe search: CNAME to the engine's enforced host, plus that host's records."""
+    async def _rewrite(self, query: Query, decision: Decision, nxt: Next, now: float) -> bytes:
+        """Safe search: CNAME to the engine's enforced host, plus that host's records.
+
+        The enforced host and its own CNAME chain are checked as any CNAME target is (a
+        parent may block ``forcesafesearch.google.com``); the answer's TTLs keep the
+        decision's bound (a schedule boundary, a budget) and the filtered-profile cap;
+        a rewritten name counts toward its budgets as an allowed one does.
+        """
         q = query.q
         target = decision.target
+        snap = self.holder.current
+        blocked = check_cname_chain([target], query.device, query.profile, now, snap)
+        if blocked is not None:
+            query.decision = blocked
+            return self.blocked(query, blocked)
         sub_data = HEADER.pack(q.id, 0x0100, 1, 0, 0, 0) + text_to_wire(target) + q.question[len(q.qname):]
         try:
             sub = Query(sub_data, parse_query(sub_data), query.client, query.transport)
@@ -156,9 +189,19 @@ class Policy:
         sub.device, sub.profile = query.device, query.profile
         pending = nxt(sub)
         sub_answer = pending if isinstance(pending, bytes) else await pending
+        if sub.cnames:
+            blocked = check_cname_chain(list(sub.cnames), query.device, query.profile, now, snap)
+            if blocked is not None:
+                query.decision = blocked
+                return self.blocked(query, blocked)
+        if decision.budget_targets and self.observe is not None and query.profile is not None:
+            for budget_target in decision.budget_targets:
+                self.observe(query.profile.name, budget_target, now)
+        cap = self.ttl_cap(query, decision)
         reply = DNSRecord(DNSHeader(id=q.id, qr=1, rd=bool(q.flags & 0x0100), ra=1), q=DNSQuestion(q.name or ".", q.qtype))
         reply.questions[0].qname = _dnslib_name(q.qname)
-        reply.add_answer(RR(_dnslib_name(q.qname), QTYPE.CNAME, ttl=REWRITE_TTL, rdata=CNAME(target)))
+        reply.add_answer(RR(_dnslib_name(q.qname), QTYPE.CNAME, ttl=min(REWRITE_TTL, cap or REWRITE_TTL),
+                            rdata=CNAME(target)))
         try:
             for rr in DNSRecord.parse(sub_answer).rr:
                 reply.add_answer(rr)
@@ -167,7 +210,8 @@ class Policy:
         if q.edns:
             reply.add_ar(EDNS0(udp_len=1232))
         query.rcode = NOERROR
-        return bytes(reply.pack())
+        packed = bytes(reply.pack())
+        return cap_ttls(packed, cap) if cap is not None else packed
 
 
 _SOAS: dict[int, bytes] = {}
