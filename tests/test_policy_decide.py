@@ -431,3 +431,51 @@ def test_decide_is_fast_for_an_unlisted_name(snap: Snapshot) -> None:
 
 def test_matcher_file_is_real(matcher: Matcher) -> None:
     assert isinstance(matcher.path, Path) and matcher.key_count > 5
+
+
+# -- every block carries the name's threat, whatever decided first -----------------------
+
+
+def _paused(snap: Snapshot, profile: str) -> Snapshot:
+    return with_override(snap, Override("pause-profile", profile, NOW + 3600, NOW - 1))
+
+
+@pytest.mark.parametrize(
+    ("case", "name", "expected"),
+    [
+        # (reason, category, threat, severity)
+        ("bedtime", "www.adult.example", ("schedule", "adult", "pornography", "high")),
+        ("bedtime", "kids.example", ("schedule", "", "", "")),  # on no threat list
+        ("pause", "adult.example", ("pause", "adult", "pornography", "high")),
+        ("pause", "help.adult.example", ("pause", "", "", "")),  # the adult allowlist: no threat
+        ("pause-adult", "evil.example", ("pause", "malware", "malware", "critical")),
+        ("pause-adult", "adult.example", ("pause", "adult", "pornography", "high")),  # even unfiltered
+        ("override-block", "adult.example", ("override-block", "adult", "pornography", "high")),
+        ("deny", "www.adult.example", ("deny", "adult", "pornography", "high")),
+        ("homework", "roblox.com", ("schedule", "games", "gaming-addiction", "low")),
+    ],
+)
+def test_every_block_carries_the_threat(snap: Snapshot, household: Household, case: str, name: str,
+                                        expected: tuple[str, str, str, str]) -> None:
+    import dataclasses
+
+    who, now = "tablet", NOW
+    if case == "bedtime":
+        now = BEDTIME
+    elif case == "homework":
+        now = HOMEWORK
+    elif case == "pause":
+        snap = _paused(snap, "Child")
+    elif case == "pause-adult":
+        snap, who = _paused(snap, "Adult"), "laptop"
+    elif case == "override-block":
+        snap, who = with_override(snap, Override("block-domain", "Adult", NOW + 600, NOW - 1, "adult.example")), "@Adult"
+    if case == "deny":
+        profile = dataclasses.replace(household.by_name["Adult"], deny=("adult.example",))
+        d = decide(name, 1, None, profile, now, snap)
+    elif who == "laptop":
+        d = decide(name, 1, household.device("laptop"), household.by_name["Adult"], now, snap)
+    else:
+        d = ask(snap, name, who, now)
+    assert d.action == "block"
+    assert (d.reason, d.category, d.threat, d.severity) == expected

@@ -11,6 +11,12 @@ from guardian.store.records import BLOCKED, BUDGET, BYPASS, NEW_DEVICE, SCHEDULE
 from guardian.store.risk import RiskRules, classify
 
 
+def block(t: float = T0, name: str = "porn.example", **kw: object) -> object:
+    """A blocked record whatever decided it (``reason``), with the name's threat if given."""
+    kw.setdefault("severity", "high" if kw.get("threat") else None)
+    return rec(t, name, action="blocked", rcode=3, source="policy", **kw)
+
+
 @pytest.mark.parametrize(("record", "expected"), [
     (rec(), None),
     (rec(category="gambling", threat="gambling"), None),  # allowed: not an event
@@ -21,6 +27,13 @@ from guardian.store.risk import RiskRules, classify
     (rec(action="blocked", reason="schedule", schedule="Bedtime", category="games"), (SCHEDULE, "Bedtime")),
     (rec(action="blocked", reason="budget", category="games"), (BUDGET, "games")),
     (rec(action="blocked", reason="budget", service="tiktok", category="social"), (BUDGET, "tiktok")),
+    # The threat wins over whatever decided first: pornography at bedtime is an adult event.
+    (block(reason="schedule", schedule="Bedtime", category="adult", threat="pornography"), (BLOCKED, "adult")),
+    (block(reason="pause", category="adult", threat="pornography"), (BLOCKED, "adult")),
+    (block(reason="deny", rule="porn.example", category="adult", threat="pornography"), (BLOCKED, "adult")),
+    (block(reason="override-block", category="malware", threat="malware"), (BLOCKED, "malware")),
+    (block(reason="pause", category="", threat=""), None),  # a pause of a harmless name
+    (block(reason="deny", category="", threat=""), None),
 ])
 def test_classify(record: object, expected: tuple[str, str] | None) -> None:
     assert classify(record) == expected  # type: ignore[arg-type]
@@ -105,3 +118,13 @@ def test_aggregation_spans_batches_and_restarts(tmp_path: Path) -> None:
     write(path, [blocked(now - 50 + i * 0.1) for i in range(150)])  # a restart in between
     rows = sql(path, "SELECT kind, count, state FROM risk_events")
     assert rows == [("blocked", 300, "new")]
+
+
+def test_a_threat_at_bedtime_is_one_event_of_the_threats_severity() -> None:
+    rules = RiskRules(PARIS)
+    rules.observe(block(T0, "porn.example", category="adult", threat="pornography", reason="schedule",  # type: ignore[arg-type]
+                        schedule="Bedtime"))
+    rules.observe(rec(T0 + 5, "kids.example", action="blocked", reason="schedule", schedule="Bedtime"))
+    events = sorted(rules.drain(), key=lambda e: e.kind)
+    assert [(e.kind, e.category, e.threat, e.severity) for e in events] == [
+        (BLOCKED, "adult", "pornography", "high"), (SCHEDULE, None, None, "low")]

@@ -24,6 +24,10 @@ immutable snapshot. Checks run in this order, the first that applies wins:
 
 Steps 1-5 name things the parent set, 6-7 time-bound limits, 8-9 standing filtering;
 each earlier step is either stronger or more specific than the ones after it.
+
+Every block, whatever step decided it, also names the threat of the name (category,
+threat, severity) when the name is on a threat list (``Snapshot.threat_ids``): a
+pornography lookup at bedtime is a schedule block *and* a pornography attempt.
 """
 
 from __future__ import annotations
@@ -239,22 +243,38 @@ def _block(
     cp: CompiledProfile,
     reason: str,
     dev: str,
+    snap: Snapshot,
+    hits: tuple[Hit, ...],
     *,
     rule: str = "",
     schedule: str = "",
     mode: str = "",
     ttl: int | None = None,
     hit: Hit | None = None,
-    snap: Snapshot | None = None,
     budget: str = "",
     targets: tuple[str, ...] = (),
 ) -> Decision:
+    """A block for ``reason``; ``hit`` the list hit that decided it (if one did).
+
+    Whatever decided, the block names the threat of the name when ``hits`` put it on a
+    threat list (a pornography name at bedtime, in a pause, on the deny list): the
+    category, threat and severity then come from that list, for the risk rules and
+    the block page.
+    """
     profile = cp.profile
-    meta = snap.lists.get(hit.list_id) if hit is not None and snap is not None else None
+    meta = NO_META
     if hit is not None:
+        meta = snap.lists.get(hit.list_id, NO_META)
         rule = hit.domain
-    if meta is None:
-        meta = NO_META
+    category, list_name, threat, severity = meta.category, meta.list_name, meta.threat, meta.severity
+    if not threat and hits and snap.threat_ids:
+        found = decide_hits(hits, snap.threat_ids)
+        if found is not None and not found.allow:
+            named = snap.lists.get(found.list_id, NO_META)
+            category, threat, severity = named.category, named.threat, named.severity
+            if hit is None:
+                list_name = named.list_name
+                rule = rule or found.domain
     return _new(
         cp,
         (
@@ -262,13 +282,13 @@ def _block(
             reason,
             profile.name,
             dev,
-            meta.category,
+            category,
             meta.service,
-            meta.list_name,
+            list_name,
             rule,
             schedule,
-            meta.threat,
-            meta.severity,
+            threat,
+            severity,
             "",
             mode or profile.block_mode,
             ttl,
@@ -297,7 +317,7 @@ def _decide(
         if until <= now:
             until = snap.paused_profiles.get(pname, 0.0)
         if until > now:
-            return _block(cp, "pause", dev, ttl=_cap(until - now))
+            return _block(cp, "pause", dev, snap, snap.matcher.lookup(name), ttl=_cap(until - now))
 
     # 2. one-domain overrides
     if snap.domain_overrides:
@@ -308,7 +328,8 @@ def _decide(
                 domain, allow, until = found
                 if allow:
                     return _new(cp, (ALLOW_ACTION, "override-allow", pname, dev, "", "", "", domain, "", "", "", "", "", _cap(until - now), (), ""))
-                return _block(cp, "override-block", dev, rule=domain, ttl=_cap(until - now))
+                return _block(cp, "override-block", dev, snap, snap.matcher.lookup(name), rule=domain,
+                              ttl=_cap(until - now))
 
     # 3. the profile's allow list
     if cp.custom:
@@ -327,13 +348,13 @@ def _decide(
         mode = CANARIES.get(name)
         if mode is not None:
             bypass_hit = win if win is not None and not win.allow else None
-            return _block(cp, "bypass", dev, rule=name, mode=mode, hit=bypass_hit, snap=snap)
+            return _block(cp, "bypass", dev, snap, hits, rule=name, mode=mode, hit=bypass_hit)
         if win is not None and not win.allow and win.list_id in cp.bypass_ids:
-            return _block(cp, "bypass", dev, hit=win, snap=snap)
+            return _block(cp, "bypass", dev, snap, hits, hit=win)
 
     # 5. the profile's deny list
     if denied:
-        return _block(cp, "deny", dev, rule=denied)
+        return _block(cp, "deny", dev, snap, hits, rule=denied)
 
     # 6. schedules (time-bound; they set the answer's TTL cap)
     ttl_cap: int | None = None
@@ -349,11 +370,12 @@ def _decide(
                 if not compiled.ids:  # block: all
                     if chain or sched_allow >> compiled.index & 1:
                         continue
-                    return _block(cp, "schedule", dev, schedule=compiled.schedule.name, ttl=ttl_cap)
+                    return _block(cp, "schedule", dev, snap, hits, schedule=compiled.schedule.name, ttl=ttl_cap)
                 if hits:
                     hit = _deny_hit(hits, compiled.ids, snap)
                     if hit is not None:
-                        return _block(cp, "schedule", dev, schedule=compiled.schedule.name, ttl=ttl_cap, hit=hit, snap=snap)
+                        return _block(cp, "schedule", dev, snap, hits, schedule=compiled.schedule.name, ttl=ttl_cap,
+                                      hit=hit)
 
     # 7. budgets
     targets: tuple[str, ...] = ()
@@ -364,7 +386,8 @@ def _decide(
                 continue
             targets += (budget.target,)
             if not bonus and snap.budgets.exceeded(pname, budget.target, budget.minutes, now):
-                return _block(cp, "budget", dev, ttl=ttl_cap, hit=hit, snap=snap, budget=budget.target, targets=targets)
+                return _block(cp, "budget", dev, snap, hits, ttl=ttl_cap, hit=hit, budget=budget.target,
+                              targets=targets)
         if targets:
             # Usage is counted per minute: re-ask soon so a used-up budget holds.
             ttl_cap = BUDGET_TTL if ttl_cap is None else min(ttl_cap, BUDGET_TTL)
@@ -376,7 +399,7 @@ def _decide(
         if not win.allow:
             meta = snap.lists.get(win.list_id, NO_META)
             reason = "service" if meta.service else "category"
-            return _block(cp, reason, dev, ttl=ttl_cap, hit=win, snap=snap, targets=targets)
+            return _block(cp, reason, dev, snap, hits, ttl=ttl_cap, hit=win, targets=targets)
         # An allowlist decided: still an allow, but say which list.
         meta = snap.lists.get(win.list_id, NO_META)
         return _new(

@@ -212,6 +212,9 @@ class Snapshot:
     # What the snapshot was built from, so with_override & co can rebuild it.
     categories: Mapping[str, CategoryLike] | None = field(default=None, repr=False, compare=False)
     services: Mapping[str, ServiceLike] | None = field(default=None, repr=False, compare=False)
+    # Matcher lists of categories that carry a threat (and the allowlists beside them):
+    # every block names the threat of a name on one, whatever decided the block.
+    threat_ids: frozenset[int] = frozenset()
 
     def compiled(self, profile: Profile) -> CompiledProfile:
         """The precomputed form of ``profile`` (compiled now if not from this snapshot)."""
@@ -294,10 +297,16 @@ def _ids(targets: Iterable[str], category_ids: Mapping[str, frozenset[int]]) -> 
     return frozenset(out)
 
 
+UNSAFE_SEARCH = "unsafe-search"  # the category a profile's safe_search turns on with it
+
+
 def _compile_profile(
     profile: Profile, category_ids: Mapping[str, frozenset[int]], lists: Mapping[int, ListMeta]
 ) -> CompiledProfile:
     enabled = set(_ids((*profile.categories, *profile.services), category_ids))
+    if profile.safe_search:
+        # Safe search on means no unfiltered results: the engines that cannot be forced go.
+        enabled |= category_ids.get(UNSAFE_SEARCH, frozenset())
     bypass_ids: frozenset[int] = frozenset()
     if profile.bypass_protection:
         bypass_ids = category_ids.get("bypass", frozenset())
@@ -388,7 +397,17 @@ def build_snapshot(
         domain_overrides=domains,
         categories=categories,
         services=services,
+        threat_ids=_threat_ids(meta, category_ids),
     )
+
+
+def _threat_ids(meta: Mapping[int, ListMeta], category_ids: Mapping[str, frozenset[int]]) -> frozenset[int]:
+    """The lists of every category with a threat, its allowlists included (an allow
+    rule there still says the name is harmless)."""
+    out: set[int] = set()
+    for category in {m.category for m in meta.values() if m.threat}:
+        out |= category_ids.get(category, frozenset())
+    return frozenset(out | {i for i, m in meta.items() if m.threat})
 
 
 def service_sources(services: Iterable[NamedService], first_id: int) -> list[ListSource]:
@@ -457,6 +476,7 @@ def _rebuild(
             domain_overrides=domains,
             categories=snap.categories,
             services=snap.services,
+            threat_ids=snap.threat_ids,
         )
     return build_snapshot(
         household or snap.household,

@@ -5,8 +5,10 @@ Kinds:
   name is in the rule packs' ``bypass`` category: DoH/VPN/proxy names, canaries);
 - ``budget``: blocked because a budget was used up — one event per profile, target
   and local day;
-- ``schedule``: blocked inside a schedule's blocked window;
-- ``blocked``: blocked access to a category that carries a threat (``record.threat``);
+- ``schedule``: blocked inside a schedule's blocked window, the name on no threat list;
+- ``blocked``: a blocked name on a threat list (``record.threat``), whatever decided the
+  block: a category, a schedule, a pause, the deny list or a parent's one-domain block
+  (the policy names the threat on every block, so the threat is preferred);
 - ``new-device`` and ``system`` come in through their own entry points.
 
 Severity and threat come from the record (the rule packs set them), so a new category
@@ -49,16 +51,18 @@ def classify(rec: QueryRecord) -> tuple[str, str] | None:
         return None
     if rec.reason == "budget":
         return BUDGET, rec.service or rec.category or ""
+    if rec.threat:
+        # The threat wins whatever decided first (a schedule, a pause, the deny list):
+        # pornography at bedtime is an adult event of the adult severity.
+        return BLOCKED, rec.category or rec.service or rec.threat
     if rec.reason == "schedule":
         return SCHEDULE, rec.schedule or ""
-    if rec.threat is not None:
-        return BLOCKED, rec.category or rec.service or rec.threat
     return None
 
 
 def is_risk(rec: QueryRecord) -> bool:
     """Kept in detail in ``risks-only`` privacy mode: blocked, threats and risk events."""
-    return rec.action == "blocked" or rec.threat is not None or classify(rec) is not None
+    return rec.action == "blocked" or bool(rec.threat) or classify(rec) is not None
 
 
 def worse(a: str, b: str) -> str:

@@ -160,6 +160,26 @@ def bench_decide(lists_root: Path, guardian_config: Path, queries: list[str]) ->
         t1 = pc()
         decide(q, 1, d, p, now, snap)
         samples.append(pc() - t1)
+    # Blocks decided before the matcher's category check (a pause; the profile's deny
+    # list): each also asks the threat lists, so the block carries the name's threat.
+    from guardian.policy.household import Override
+    from guardian.policy.snapshot import with_override
+
+    paused = snap
+    for p in {profiles[d.name].name for d in devices}:
+        paused = with_override(paused, Override("pause-profile", p, now + 3600, now - 1))
+    denied = [(f"www.deny{i % PROFILES}-{i % 10}.example", devices[i % len(devices)]) for i in range(len(pairs))]
+    paths: dict[str, list[int]] = {}
+    for label, group, where in (("pause", pairs, paused), ("deny", denied, snap)):
+        for q, d in group[:20000]:
+            decide(q, 1, d, profiles[d.name], now, where)
+        timed = []
+        for q, d in group:
+            p = profiles[d.name]
+            t1 = pc()
+            decide(q, 1, d, p, now, where)
+            timed.append(pc() - t1)
+        paths[label] = sorted(timed)
     overhead = []
     for _ in range(20000):
         t1 = pc()
@@ -174,6 +194,8 @@ def bench_decide(lists_root: Path, guardian_config: Path, queries: list[str]) ->
         "median_hit_us": statistics.median(sorted(samples[0::2])) / 1000,
         "timer_us": timer / 1000,
         "blocked_share": blocked / 2000,
+        "pause_median_us": statistics.median(paths["pause"]) / 1000,
+        "deny_median_us": statistics.median(paths["deny"]) / 1000,
     }
 
 
@@ -213,13 +235,17 @@ def run(args: argparse.Namespace, procs: dns.Processes, tmp: Path) -> None:
     compile_s = time.monotonic() - t0
     off = start_guardian(procs, tmp / "off", upstream.port, "", "G-off", timeout=120)
     t0 = time.monotonic()
-    masq = start_dnsmasq_with_list(procs, tmp, upstream.port, domains)
+    masq = None if args.decide_only else start_dnsmasq_with_list(procs, tmp, upstream.port, domains)
     masq_s = time.monotonic() - t0
     print(f"Guardian with the list started in {compile_s:.0f} s (compiling), dnsmasq with it in {masq_s:.0f} s")
 
     d = bench_decide(tmp / "on" / "var" / "lists", tmp / "on" / "guardian.yaml", decide_queries)
     print(f"decide(): {len(decide_queries):,} calls, {int(d['lists'])} lists, median {d['median_us']:.2f} us, "
-          f"p99 {d['p99_us']:.2f} us")
+          f"p99 {d['p99_us']:.2f} us; blocks by a pause {d['pause_median_us']:.2f} us, "
+          f"by the deny list {d['deny_median_us']:.2f} us (medians)")
+    if args.decide_only:
+        return
+    assert masq is not None
 
     for server in (off, on, masq):  # warm the caches: one pass over the cached names
         warm = dns.dnsperf(procs, server, hits_file, once=True)
@@ -273,6 +299,7 @@ def main() -> int:
     parser.add_argument("--lookups", type=int, default=200_000, help="decide() calls timed (default 200,000)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each dnsperf run (default 5)")
     parser.add_argument("--quick", action="store_true", help="2 s runs and a short -q ladder: a smoke run")
+    parser.add_argument("--decide-only", action="store_true", help="only part 1 (decide()), no dnsperf")
     args = parser.parse_args()
     return dns.harness("guardian-bench-policy-", lambda procs, tmp: run(args, procs, tmp))
 
