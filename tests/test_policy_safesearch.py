@@ -39,7 +39,7 @@ def tables(request: pytest.FixtureRequest) -> SafeSearch:
         ("www.ecosia.org", SAFE, "strict-safe-search.ecosia.org"),
         ("pixabay.com", SAFE, "safesearch.pixabay.com"),
         ("yandex.ru", SAFE, "familysearch.yandex.ru"),
-        ("search.brave.com", SAFE, "forcesafe.search.brave.com"),
+        ("search.brave.com", SAFE, "safe.search.brave.com"),
         ("www.youtube.com", SAFE, "restrict.youtube.com"),
         ("m.youtube.com", SAFE, "restrict.youtube.com"),
         ("youtubei.googleapis.com", SAFE, "restrict.youtube.com"),

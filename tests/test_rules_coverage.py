@@ -190,7 +190,7 @@ UNSAFE_ENGINES = [
     "uk.search.yahoo.com", "search.yahoo.co.jp", "kagi.com", "you.com", "www.qwant.com",
     "api.qwant.com", "search.aol.com", "www.ask.com", "www.mojeek.com", "metager.org",
     "searx.be", "www.dogpile.com", "presearch.com", "yep.com", "www.baidu.com", "image.baidu.com",
-    "www.sogou.com", "search.naver.com", "www.so.com", "search.seznam.cz", "swisscows.com",
+    "www.sogou.com", "search.naver.com", "www.so.com", "search.seznam.cz",
 ]
 
 
@@ -206,12 +206,13 @@ def test_safe_search_rewrites_every_front_end_of_an_engine_that_has_one(make_gua
                        "www.bing.com", "familysearch.yandex.ru", "yandex.ru", "strict-safe-search.ecosia.org"])
     g = make_guardian([fake.url], config=_household(tmp_path, "Kid", KID))
     port = g.port()
-    for name in ("duckduckgo.com", "html.duckduckgo.com", "lite.duckduckgo.com", "duck.com", "www.duck.com"):
+    for name in ("duckduckgo.com", "html.duckduckgo.com", "lite.duckduckgo.com"):
         assert _rewrite(port, name) == "safe.duckduckgo.com", name
     # Brave's own enforced host is safe.search.brave.com (search.brave.com/help/safesearch)
     assert _rewrite(port, "search.brave.com") == "safe.search.brave.com"
     assert _rewrite(port, "www.bing.com") == "strict.bing.com"
     assert _rewrite(port, "yandex.ru") == "familysearch.yandex.ru"
+    assert _rewrite(port, "yandex.ua") == "familysearch.yandex.ru"
     assert _rewrite(port, "www.ecosia.org") == "strict-safe-search.ecosia.org"
     assert dig(port, "search.brave.com").values[-1].startswith("198.51.100.")  # and the target resolves
 
@@ -219,7 +220,7 @@ def test_safe_search_rewrites_every_front_end_of_an_engine_that_has_one(make_gua
 def test_safe_search_on_blocks_the_engines_it_cannot_force(make_guardian, answer_all, tmp_path):
     """What parents mean by "safe search on": no search engine shows unfiltered results.
     A hand-written profile with only ``safe_search: true`` gets the same."""
-    fake = answer_all([*UNSAFE_ENGINES, "example.com", "mail.yahoo.com", "www.yahoo.com", "qwantjunior.com"])
+    fake = answer_all([*UNSAFE_ENGINES, "example.com", "mail.yahoo.com", "www.yahoo.com", "swisscows.com"])
     g = make_guardian([fake.url], config=_household(tmp_path, "Kid", KID))
     port = g.port()
     profiles = (KID, TEEN, "{name: Own, safe_search: true}", "{name: Grown-up, template: Adult}")
@@ -228,7 +229,8 @@ def test_safe_search_on_blocks_the_engines_it_cannot_force(make_guardian, answer
         passed = [name for name in UNSAFE_ENGINES if not _blocked(port, name)]
         assert passed == [], profile
         assert not _blocked(port, "mail.yahoo.com")  # the rest of Yahoo stays
-        assert not _blocked(port, "qwantjunior.com")  # a children's engine with filtering always on
+        assert not _blocked(port, "www.yahoo.com")
+        assert not _blocked(port, "swisscows.com")  # its family filter is always on
     _switch_default(g, "Grown-up", profiles)
     assert [name for name in UNSAFE_ENGINES if _blocked(port, name)] == []
 

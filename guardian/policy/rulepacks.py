@@ -98,6 +98,7 @@ CATEGORY_IDS: tuple[str, ...] = (
     "malware",
     "ads",
     "bypass",
+    "unsafe-search",
 )
 LIST_FORMATS: tuple[str, ...] = ("domains", "hosts", "adblock")
 SAFE_SEARCH_LEVELS: tuple[str, ...] = ("strict", "moderate")
