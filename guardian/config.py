@@ -159,14 +159,60 @@ class _Context:
         self.problems.append(f"{self.filename}:{line}: {where}{message}")
 
 
+MAX_YAML_DEPTH = 50  # lists and mappings inside each other; a household is ~6 deep
+MAX_YAML_NODES = 200_000  # values once aliases are expanded; a big household is a few thousand
+
+
+class YamlTooBig(yaml.MarkedYAMLError):
+    """A document nested too deeply, or whose aliases expand too far ("billion laughs")."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads IPv6 in flow lists, as YAML 1.2 does: ``[::1/128, fe80::/10]``.
+    """SafeLoader that reads IPv6 in flow lists, as YAML 1.2 does: ``[::1/128, fe80::/10]``,
+    and refuses documents nested deeper than ``MAX_YAML_DEPTH`` or with more than
+    ``MAX_YAML_NODES`` values once aliases are expanded, and aliases to the list or
+    mapping they are in (``YamlTooBig`` at the offending node) — every reader of the
+    tree would otherwise walk each alias again: a 20 KB file of aliases is a million
+    values, and 20,000 nested ``[`` a RecursionError.
 
     YAML 1.1 (PyYAML) takes a ``:`` inside ``[...]`` as a key separator even when a
     non-space follows, so the operator contract's own example would not load.
     """
 
     _BREAK = "\0 \t\r\n\x85\u2028\u2029,[]{}"
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values in it, aliases expanded
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if node is not None and id(node) not in self._sizes:  # still being composed: the alias is inside it
+                raise YamlTooBig(None, None, "an alias refers to itself (the list or mapping it is in)", mark)
+            return node
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise YamlTooBig(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", mark)
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if node is None:
+            return None
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes[id(child)] for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        else:
+            size = 1
+        if size > MAX_YAML_NODES:
+            raise YamlTooBig(None, None, f"more than {MAX_YAML_NODES:,} values once its aliases are expanded "
+                             "(aliases repeating aliases)", node.start_mark)
+        self._sizes[id(node)] = size
+        return node
 
     def check_value(self) -> bool:
         if self.flow_level:
@@ -542,6 +588,11 @@ def parse(text: str, filename: str = "<config>", base: Path | None = None) -> Se
     ctx = _Context(filename)
     try:
         root = yaml.compose(text, Loader=_Loader)
+    except YamlTooBig as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
+        raise ConfigError([f"{filename}:{line}: YAML refused: {exc.problem}"]) from None
+    except RecursionError:  # not reached with MAX_YAML_DEPTH; never a traceback all the same
+        raise ConfigError([f"{filename}:1: YAML refused: nested too deeply"]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
