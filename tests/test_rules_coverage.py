@@ -259,3 +259,14 @@ def test_the_self_harm_list_blocks_the_method_forums_and_their_mirrors_but_never
     port = g.port()
     assert [name for name in SELF_HARM if not _blocked(port, name)] == []
     assert [name for name in HELPLINES if _blocked(port, name)] == []
+
+
+
+PACKS = [p for p in sorted((ROOT / "rules").glob("*.yaml"))
+         if p.name not in ("services.yaml", "safesearch.yaml", "profiles.yaml")]
+
+
+@pytest.mark.parametrize("path", PACKS + sorted((ROOT / "rules" / "lists").glob("*.txt")), ids=lambda p: p.name)
+def test_every_pack_and_seed_list_says_its_source(path):
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# source: ") and len(first) > 40, first
