@@ -206,7 +206,7 @@ def test_safe_search_rewrites_every_front_end_of_an_engine_that_has_one(make_gua
                        "www.bing.com", "familysearch.yandex.ru", "yandex.ru", "strict-safe-search.ecosia.org"])
     g = make_guardian([fake.url], config=_household(tmp_path, "Kid", KID))
     port = g.port()
-    for name in ("duckduckgo.com", "html.duckduckgo.com", "lite.duckduckgo.com"):
+    for name in ("duckduckgo.com", "html.duckduckgo.com", "lite.duckduckgo.com", "noai.duckduckgo.com"):
         assert _rewrite(port, name) == "safe.duckduckgo.com", name
     # Brave's own enforced host is safe.search.brave.com (search.brave.com/help/safesearch)
     assert _rewrite(port, "search.brave.com") == "safe.search.brave.com"
