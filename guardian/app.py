@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
+import os
+import stat
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -131,7 +135,7 @@ class Guardian:
         self.recorder = Recorder.from_settings(settings, session_gap=_session_gap(settings), process=True)
         self.rules = load_rules()
         seed = household_of(settings, self.rules)  # checked even when the stored household wins
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_data_dir(settings.data_dir)
         store = HouseholdStore(settings.data_dir / HOUSEHOLD_DB)
         categories, services = self.rules.categories, self.rules.services
         loaded = load_household(store, seed, seed_digest(settings.household), clock(), categories=categories,
@@ -146,6 +150,10 @@ class Guardian:
                                           origin=loaded.origin, seed=loaded.seed,
                                           templates=self.rules.template_profiles(), categories=categories,
                                           services=services, on_change=self._changed)
+        for problem in loaded.problems:  # a damaged household.db set aside: the parents must know
+            self.recorder.system_event("household", problem, "high")
+        if loaded.save_error:  # kept until guardian.db takes writes again (it is on the same card)
+            self.recorder.system_event("storage", loaded.save_error, "high")
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, clock,
                                        self._device_hint, self.rules.services)
 
@@ -211,7 +219,7 @@ class Guardian:
         try:
             await self.server.start()
             started = True
-            await self.control.start()
+            await self._start_control()
         except BaseException:
             if started:
                 await self.server.stop()
@@ -220,6 +228,19 @@ class Guardian:
             await self.recorder.stop()
             self.scheduler.shutdown(wait=False)
             raise
+
+    async def _start_control(self) -> None:
+        """The control socket; on a read-only data_dir DNS runs without it (and says so)."""
+        assert self.control is not None
+        try:
+            await self.control.start()
+        except (GuardianError, OSError) as exc:
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            if not isinstance(cause, OSError) or cause.errno not in (errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+                raise
+            log.error("%s: DNS runs on, but 'guardian status' and the parents' commands cannot reach it", exc)
+            self.recorder.system_event("storage", f"the control socket cannot be created: {exc}", "high")
+            self.control = None
 
     def _discovery_for(self, settings: Settings) -> Discovery:
         persist = RemotePersist(self.recorder.remote) if self.recorder.remote is not None else None
@@ -442,6 +463,26 @@ class Guardian:
         await self.pipeline.pool.close()
 
 
+DATA_UMASK = 0o027  # files 0640, directories 0750: the query log is the household's browsing history
+
+
+def private_data_dir(data_dir: Path) -> None:
+    """Make ``data_dir`` (0750) and keep what the daemon writes from other users: sets the
+    process's umask to ``DATA_UMASK`` and takes group-write and every "other" bit off
+    what an older Guardian left there (0755 / 0644). A read-only card is left as it is."""
+    os.umask(DATA_UMASK)
+    data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    for root, dirs, files in os.walk(data_dir):
+        for name in [".", *dirs, *files]:
+            path = os.path.join(root, name)
+            try:
+                st = os.lstat(path)
+                if not stat.S_ISLNK(st.st_mode) and st.st_mode & DATA_UMASK:
+                    os.chmod(path, stat.S_IMODE(st.st_mode) & ~DATA_UMASK)
+            except OSError:
+                pass  # read-only, or gone meanwhile: nothing to do about it here
+
+
 def household_of(settings: Settings, rules: Rules) -> Any:
     """The household from the config (templates from the rule packs); problems as FILE:LINE."""
     household, problems = household_from_config(
@@ -508,8 +549,7 @@ def status_text(data: dict[str, Any]) -> str:
     li, h = data["lists"], data["household"]
     lines.append(f"lists: {li['compiled']} compiled, {li['entries']:,} names; {li['subscriptions']} downloaded")
     lines.append(f"household: {h['profiles']} profiles, {h['devices']} devices, {h['overrides']} overrides in force")
-    lines.append(f"store: {st.get('written', 0):,} queries written, {st.get('dropped', 0):,} dropped, "
-                 f"{st.get('lost', 0):,} lost, {st.get('queued', 0):,} waiting")
+    lines.append(store_line(st))
     d = data["discovery"]
     if d:
         lines.append(f"devices seen: {d.get('devices', 0)}" +
@@ -517,6 +557,20 @@ def status_text(data: dict[str, Any]) -> str:
     m = data["memory_mb"]
     lines.append(f"memory: DNS process {m['dns_process']} MB, other processes {m['other_processes']} MB")
     return "\n".join(lines)
+
+
+def store_line(st: dict[str, Any]) -> str:
+    """The query log's health in words: written, waiting for the disk, and every way a
+    record can fail to be saved (as ``guardian status --json`` counts them)."""
+    waiting = st.get("queued", 0) + st.get("waiting", 0)
+    line = (f"store: {st.get('written', 0):,} queries written, {waiting:,} waiting to be written; not saved: "
+            f"{st.get('unsaved', 0):,} given up after write failures, {st.get('dropped', 0):,} dropped "
+            f"(queue full), {st.get('lost', 0):,} lost (writer process ended)")
+    if st.get("writer_restarts"):
+        line += f"; writer process restarted {st['writer_restarts']:,} times"
+    if st.get("last_error") and (waiting or st.get("unsaved")):
+        line += f"; last error: {st['last_error']}"
+    return line
 
 
 def _duration_words(seconds: float) -> str:

@@ -97,6 +97,7 @@ class HouseholdStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self.problems: list[str] = []  # what load() found that the parents must be told (a damaged file)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
@@ -135,11 +136,21 @@ class HouseholdStore:
                     return None
                 data = json.loads(row[0])
             except (sqlite3.DatabaseError, ValueError) as exc:
-                if not repair:
+                code = getattr(exc, "sqlite_errorcode", 11) & 0xFF
+                if not repair or code not in (11, 26):  # only SQLITE_CORRUPT/NOTADB mean damaged, not locked or I/O
                     raise GuardianError(f"{self.path} is unreadable: {exc}") from exc
                 aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
-                log.error("%s is unreadable (%s): moved to %s, the household is seeded again", self.path, exc, aside)
-                os.replace(self.path, aside)
+                try:
+                    os.replace(self.path, aside)
+                except OSError as move:  # a read-only card: it stays where it is
+                    where = f"left in place (it cannot be moved: {move.strerror or move})"
+                else:
+                    where = f"kept as {aside.name}"
+                log.error("%s is damaged and unreadable (%s): %s; the household is set up again from the "
+                          "configuration", self.path, exc, where)
+                self.problems.append(f"the household file {self.path.name} was damaged ({exc}) and is {where}: "
+                                     "the household was set up again from the configuration, so the parents' "
+                                     "changes since then are gone")
                 return None
         overrides: list[Override] = []
         for kind, target, domain, until, created in rows:
@@ -194,6 +205,8 @@ class Loaded:
     overrides: tuple[Override, ...]
     origin: str
     seed: str
+    problems: tuple[str, ...] = ()  # for the parents, as system events: a damaged file set aside
+    save_error: str = ""  # the disk refused the save (read-only or full): DNS runs on what was read
 
 
 def load_household(
@@ -224,8 +237,16 @@ def load_household(
         else:
             log.info("the config's household: section changed and no parent changed the household: seeding it again")
         overrides = tuple(filter(_valid_in(household), overrides))
-    store.save(household, overrides, origin, digest)
-    return Loaded(household, overrides, origin, digest)
+    save_error = ""
+    try:
+        store.save(household, overrides, origin, digest)
+    except GuardianError as exc:
+        # A card remounted read-only (or full) must not leave the house without DNS: run on
+        # what could be read, and say so once.
+        save_error = (f"{exc}: the data directory is read-only or full; DNS answers with the household read at "
+                      "start, and parents' changes cannot be saved until the disk takes writes again")
+        log.error("%s", save_error)
+    return Loaded(household, overrides, origin, digest, tuple(store.problems), save_error)
 
 
 def _valid_in(household: Household) -> Callable[[Override], bool]:

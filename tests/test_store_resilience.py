@@ -26,7 +26,7 @@ GUARDIAN = [sys.executable, "-m", "guardian"]
 def _config(tmp_path: Path, port: int, upstream: str, extra: str = "") -> Path:
     config = tmp_path / "guardian.yaml"
     config.write_text(f"dns:\n  listen: [\"127.0.0.1:{port}\"]\n  upstreams: [\"{upstream}\"]\n  rate_limit: 0\n"
-                      f"data_dir: {tmp_path / 'var'}\nlog_level: info\n{extra}")
+                      f"data_dir: {tmp_path / 'var'}\nlog_level: info\ndashboard:\n  enabled: false\n{extra}")
     return config
 
 
@@ -236,3 +236,161 @@ def test_a_writer_that_cannot_start_again_counts_its_losses_backs_off_and_comes_
     conn = sqlite3.connect(db)
     events = conn.execute("SELECT message, severity FROM risk_events WHERE kind = 'system' AND threat = 'storage'")
     assert any("not saved" in m and s == "high" for m, s in events), out.stderr[-2000:]
+
+
+HOUSEHOLD = """pack_lists: false
+household:
+  default_profile: Kid
+  profiles:
+    - name: Kid
+      categories: [gambling]
+      deny: [denied.example]
+"""
+
+
+def _in_namespace(config: Path, log: Path, read_only: list[Path]) -> subprocess.Popen[bytes]:
+    """``guardian run`` in a private mount namespace where ``read_only`` are read-only bind
+    mounts (an SD card remounted read-only); the rest of the machine sees nothing of it."""
+    mounts = " && ".join(f"mount --bind '{p}' '{p}' && mount -o remount,ro,bind '{p}'" for p in read_only)
+    argv = " ".join(f"'{a}'" for a in (*GUARDIAN, "run", "--config", str(config)))
+    return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", f"{mounts} && exec {argv}"],
+                            stderr=log.open("wb"))
+
+
+def _answers(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while dig(port, "example.com").status != "NOERROR":
+        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def test_a_read_only_data_dir_still_gives_the_house_dns_with_its_rules(tmp_path, upstream):
+    """The SD card remounted read-only: ``guardian run`` starts anyway and answers from the
+    compiled lists and the household it can read (a parent's block made before stays);
+    the log says once, clearly, that nothing can be saved."""
+    upstream.zone["www.1xbet.com"] = [("A", "198.51.100.9")]
+    upstream.zone["denied.example"] = [("A", "198.51.100.10")]
+    upstream.zone["parent-blocked.example"] = [("A", "198.51.100.11")]
+    port = free_port()
+    config = _config(tmp_path, port, upstream.url, HOUSEHOLD)
+    proc = _start(config, port, tmp_path / "first.log")
+    try:
+        block = subprocess.run([*GUARDIAN, "block", "parent-blocked.example", "--profile", "Kid", "--config",
+                                str(config)], capture_output=True, text=True, timeout=30)
+        assert block.returncode == 0, block.stderr
+        assert _stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = tmp_path / "ro.log"
+    proc = _in_namespace(config, log, [tmp_path / "var"])
+    try:
+        _answers(port, proc, log)
+        assert dig(port, "kids.example").values == ["198.51.100.7"]
+        assert dig(port, "www.1xbet.com").status == "NXDOMAIN"  # the compiled gambling list
+        assert dig(port, "denied.example").status == "NXDOMAIN"  # the profile's deny list
+        assert dig(port, "parent-blocked.example").status == "NXDOMAIN"  # the parent's change, read back
+        time.sleep(3)  # a flush or two fail to reach the disk
+        assert proc.poll() is None
+        assert dig(port, "example.com").values == ["93.184.216.34"]
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    lines = [line for line in text.splitlines() if "cannot save the household" in line]
+    assert len(lines) == 1 and "read-only" in lines[0] and "DNS answers" in lines[0], text[-3000:]
+    trouble = [line for line in text.splitlines() if (" ERROR " in line or " WARNING " in line)
+               and "interfaces is empty" not in line]
+    assert len(trouble) <= 6, trouble  # each part says it once, not per flush or per round
+
+
+def test_status_shows_queries_waiting_for_a_disk_that_refuses_them(tmp_path, upstream):
+    """guardian.db cannot be written (read-only here, as a full disk refuses writes):
+    ``guardian status`` in words says how many queries wait, and that none were saved."""
+    port = free_port()
+    config = _config(tmp_path, port, upstream.url, "store:\n  flush_seconds: 0.3\n")
+    proc = _start(config, port, tmp_path / "first.log")
+    assert _stop(proc) == 0
+    db = tmp_path / "var" / "guardian.db"
+    log = tmp_path / "ro.log"
+    proc = _in_namespace(config, log, [db])
+    try:
+        _answers(port, proc, log)
+        for i in range(20):
+            assert dig(port, f"w{i}.example.org").status == "NXDOMAIN"
+        time.sleep(1.5)
+        out = subprocess.run([*GUARDIAN, "status", "--config", str(config)], capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 0, out.stderr
+        data = _status(config)["store"]
+    finally:
+        _stop(proc)
+    assert data["waiting"] >= 20, data
+    line = next(line for line in out.stdout.splitlines() if line.startswith("store:"))
+    assert f"{data['waiting']:,} waiting" in line and "not saved" in line and "lost" in line, line
+    assert "readonly" in line or "read-only" in line, line  # the last error, in words
+
+
+def test_data_files_are_not_readable_by_everyone(tmp_path, upstream):
+    """guardian.db (the browsing history), its WAL, household.db and data_dir itself: no
+    access for other users, on a fresh install and on one made before (0755/0644)."""
+    var = tmp_path / "var"
+    var.mkdir(mode=0o755)
+    os.chmod(var, 0o755)
+    port = free_port()
+    config = _config(tmp_path, port, upstream.url, "store:\n  flush_seconds: 0.2\n")
+
+    def modes() -> dict[str, int]:
+        out = {}
+        for path in [var, *var.rglob("*")]:
+            if not path.is_socket():
+                out[str(path.relative_to(tmp_path))] = path.stat().st_mode & 0o777
+        return out
+
+    for round_ in range(2):
+        proc = _start(config, port, tmp_path / f"run{round_}.log")
+        try:
+            for i in range(5):
+                assert dig(port, f"p{i}.example.org").status == "NXDOMAIN"
+            time.sleep(1)
+            seen = modes()
+            assert {"var/guardian.db", "var/guardian.db-wal", "var/household.db"} <= set(seen), seen
+            assert seen["var"] == 0o750, oct(seen["var"])
+            for name, mode in seen.items():
+                assert mode & 0o007 == 0, (name, oct(mode))
+                assert mode & 0o020 == 0, (name, oct(mode))  # nor written by the group
+            assert _stop(proc) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for path in [var, *var.rglob("*")]:  # as an older Guardian left them
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
+def test_a_damaged_household_file_is_kept_aside_and_told_to_the_parents(tmp_path, upstream):
+    port = free_port()
+    config = _config(tmp_path, port, upstream.url, HOUSEHOLD + "store:\n  flush_seconds: 0.2\n")
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "household.db").write_bytes(b"this is not a database" * 200)
+    log = tmp_path / "run.log"
+    proc = _start(config, port, log)
+    try:
+        assert dig(port, "denied.example").status == "NXDOMAIN"  # seeded again from the config
+        time.sleep(1)
+        events = subprocess.run([*GUARDIAN, "events", "--config", str(config), "--since", "1h", "--json"],
+                                capture_output=True, text=True, timeout=30)
+        assert _stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    aside = list(var.glob("household.db.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not")
+    assert events.returncode == 0, events.stderr
+    system = [e for e in json.loads(events.stdout) if e["kind"] == "system" and e["threat"] == "household"]
+    assert system and system[0]["severity"] == "high", events.stdout
+    assert aside[0].name in json.dumps(system), system
+    assert sum("household.db" in line and "damaged" in line for line in log.read_text().splitlines()) == 1

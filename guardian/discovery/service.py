@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import DiscoverySettings, Settings
+from ..errors import GuardianError
 from ..printable import printable
 from ..store.records import DB_NAME
 from .neighbours import Interface, interfaces, neighbours
@@ -272,8 +273,12 @@ class Discovery:
         snapshots = self.registry.snapshot(changed)
         try:
             ids = await self.persist.save([(d.id, values, addresses) for d, values, addresses in snapshots])
-        except Exception:  # noqa: BLE001 - the store may be busy or full: try again next time
-            log.exception("discovery: cannot save the registry")
+        except Exception as exc:  # noqa: BLE001 - the store may be busy, full or read-only: try again next time
+            if not isinstance(exc, GuardianError):
+                log.exception("discovery: cannot save the registry")
+            elif str(exc) != getattr(self, "_save_error", None):  # the store said why: once, not every round
+                self._save_error = str(exc)
+                log.warning("discovery: cannot save the registry (kept in memory, tried again): %s", exc)
             self.registry.dirty.update(id(d) for d in changed)
             return
         for (d, _values, _addresses), device_id in zip(snapshots, ids, strict=True):

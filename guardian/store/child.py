@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from ..config import PrivacySettings, StoreSettings
+from ..errors import GuardianError
 from .records import QueryRecord
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def pack(message: Any) -> bytes:
     return LENGTH.pack(len(body)) + body
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(GuardianError):
     """The writer process answered, but could not do what was asked (the file is unusable)."""
 
 
@@ -163,6 +164,8 @@ def main() -> int:
             else:
                 try:
                     answer = child.answer(message)
+                except StoreUnavailable as exc:  # the disk's trouble: the writer already said it once
+                    answer = {"counters": child.writer.counters(), "error": str(exc)}
                 except Exception as exc:  # noqa: BLE001 - one failed question is an error answer, not the end
                     log.exception("store: %s failed", message[0])
                     answer = {"counters": child.writer.counters(), "error": f"{type(exc).__name__}: {exc}"}

@@ -130,6 +130,9 @@ def open_database(path: Path, migrations: Sequence[tuple[int, Step]] = MIGRATION
     return Database(path, make_engine(path), problems)
 
 
+_CORRUPT = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: the only errors that mean a damaged file
+
+
 def check_file(path: Path) -> str | None:
     """Why ``path`` is not a usable SQLite database, or None when it is."""
     try:
@@ -145,9 +148,13 @@ def check_file(path: Path) -> str | None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", _CORRUPT[0]) & 0xFF not in _CORRUPT:
+            # Read-only, full, locked, an I/O error: the file may be sound. Setting it aside
+            # would lose the history; the writer tries again later.
+            raise StoreError(str(exc)) from exc
         return str(exc)
     except OSError as exc:
-        return f"cannot read: {exc.strerror or exc}"
+        raise StoreError(f"cannot read it: {exc.strerror or exc}") from exc
     if rows != [("ok",)]:
         return "integrity check failed: " + "; ".join(str(r[0]) for r in rows[:3])
     return None
