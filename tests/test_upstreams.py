@@ -63,6 +63,8 @@ def test_failover_to_the_second_upstream_within_two_seconds(make_guardian, upstr
     result = dig(g.port(), "example.com")
     assert time.monotonic() - started < 2.0
     assert result.values == ["93.185.216.34"]  # upstream2's answer
+    for name in ("www.example.com", "only-v4.example"):  # failures on different names in a row
+        dig(g.port(), name)
     # The dead upstream is now skipped: the next new name does not wait for it.
     started = time.monotonic()
     assert dig(g.port(), "kids.example").values == ["198.51.100.7"]
@@ -72,7 +74,9 @@ def test_failover_to_the_second_upstream_within_two_seconds(make_guardian, upstr
 def test_a_recovered_upstream_is_used_again(make_guardian, upstream, upstream2):
     upstream.behaviour.silent = True
     g = make_guardian([upstream.url, upstream2.url])
-    dig(g.port(), "example.com")
+    for name in ("example.com", "www.example.com", "kids.example"):
+        dig(g.port(), name)
+    assert not g.daemon.pipeline.pool.upstreams[0].up
     upstream.behaviour.silent = False
     time.sleep(1.6)  # the background probe retries after 1 s
     assert dig(g.port(), "only-v4.example").status == "NOERROR"
@@ -138,3 +142,31 @@ def test_ipv6_upstream():
         assert fake.url.startswith("udp://[::1]:")
     finally:
         fake.stop()
+
+
+def test_one_slow_name_does_not_mark_the_upstream_down(make_guardian, upstream):
+    upstream.replies["slow.child-zone.example"] = lambda _data: None  # never answered
+    g = make_guardian([upstream.url])
+    pool = g.daemon.pipeline.pool
+    events: list[tuple[str, str, str]] = []
+    pool.on_event = lambda *event: events.append(event)
+    for _ in range(3):  # the same slow name, asked again and again
+        assert dig(g.port(), "slow.child-zone.example").status == "SERVFAIL"
+    assert pool.upstreams[0].up
+    assert events == []  # no "every upstream is down" for the parents
+    started = time.monotonic()
+    assert dig(g.port(), "kids.example").values == ["198.51.100.7"]
+    assert time.monotonic() - started < 0.5
+
+
+def test_an_upstream_failing_for_several_names_is_marked_down(make_guardian, upstream):
+    g = make_guardian([upstream.url])
+    pool = g.daemon.pipeline.pool
+    events: list[tuple[str, str, str]] = []
+    pool.on_event = lambda *event: events.append(event)
+    upstream.behaviour.silent = True
+    for name in ("a.example", "b.example", "c.example"):
+        assert dig(g.port(), name).status == "SERVFAIL"
+    assert not pool.upstreams[0].up
+    assert [(kind, severity) for kind, _message, severity in events] == [("upstream", "high")]
+    assert "every upstream is down" in events[0][1]

@@ -5,9 +5,11 @@ and, for UDP, a fresh connected socket on a random source port. A reply is accep
 only from the address queried (the connected socket filters the rest), with the same
 ID and the same question; anything else is ignored and the wait goes on.
 
-The pool tries upstreams in the configured order. One that fails is marked down and
-skipped by queries while a background probe retries it with backoff, so a dead
-upstream costs one timeout, not one per query.
+The pool tries upstreams in the configured order. One that fails for ``STRIKES``
+different questions in a row (no answer in between) is marked down and skipped by
+queries while a background probe retries it with backoff, so a dead upstream costs a
+few timeouts, not one per query; and one slow name (a child's own slow zone, asked
+again and again) never takes an upstream down or raises "every upstream is down".
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Upstream:
         self.name = spec.url
         self.down_since: float | None = None
         self.failures = 0
+        self.strikes: set[bytes] = set()  # questions it failed since its last answer
         self.answered = 0
         self.last_error = ""
         self.rtt_ms = 0.0
@@ -347,6 +350,7 @@ class UpstreamPool:
     """Ordered failover over upstreams, with health tracking and background probes."""
 
     PROBE_QUESTION = b"\x00" + T_NS.to_bytes(2, "big") + b"\x00\x01"  # ". NS IN"
+    STRIKES = 3  # failures in a row, each on a different question, that mark an upstream down
 
     def __init__(self, upstreams: Sequence[Upstream], timeout: float = 1.0, deadline: float = 2.5) -> None:
         if not upstreams:
@@ -379,12 +383,8 @@ class UpstreamPool:
             started = loop.time()
             try:
                 answer = await upstream.exchange(question, do=do, cd=cd, timeout=min(self.timeout, left))
-            except UpstreamError as exc:
-                self._failed(upstream, str(exc))
-                errors.append(f"{upstream.name}: {exc}")
-                continue
-            except OSError as exc:
-                self._failed(upstream, str(exc))
+            except (UpstreamError, OSError) as exc:
+                self._failed(upstream, str(exc), question)
                 errors.append(f"{upstream.name}: {exc}")
                 continue
             upstream.rtt_ms = (loop.time() - started) * 1000
@@ -399,13 +399,19 @@ class UpstreamPool:
             log.warning("upstream %s is answering again", upstream.name)
         upstream.down_since = None
         upstream.failures = 0
+        upstream.strikes = set()
 
-    def _failed(self, upstream: Upstream, why: str) -> None:
+    def _failed(self, upstream: Upstream, why: str, question: bytes) -> None:
         upstream.failures += 1
         upstream.last_error = why
-        if upstream.up:
+        if not upstream.up:
+            return
+        strikes = upstream.strikes
+        strikes.add(question)
+        if len(strikes) >= self.STRIKES:
+            strikes.clear()
             upstream.down_since = time.monotonic()
-            log.warning("upstream %s is down: %s", upstream.name, why)
+            log.warning("upstream %s is down (%d different names failed in a row): %s", upstream.name, self.STRIKES, why)
             if self.on_event is not None:
                 every = self.all_down()
                 self.on_event("upstream", f"{'every upstream is down; ' if every else ''}{upstream.name}: {why}",
