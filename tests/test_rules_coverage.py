@@ -270,3 +270,30 @@ PACKS = [p for p in sorted((ROOT / "rules").glob("*.yaml"))
 def test_every_pack_and_seed_list_says_its_source(path):
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("# source: ") and len(first) > 40, first
+
+
+# The best-known names of each kind that the review of the seed lists found missing:
+# they must block on a box without internet too.
+WELL_KNOWN = {
+    "adult": ["e621.net", "kemono.party", "coomer.party", "nutaku.net", "faphouse.com", "missav.ws", "iwara.tv"],
+    "gambling": ["polymarket.com", "kalshi.com", "lottery.com", "dream11.com", "rummycircle.com"],
+    "dating": ["tagged.com", "weareher.com"],
+    "drugs": ["dark.fail", "tor.taxi"],
+    "self-harm": ["sanctionedsuicide.site", "sanctioned-suicide.com", "lostallhope.com"],
+    "bypass": ["doh.dns.apple.com", "vpn-api.proton.me", "snowflake-broker.torproject.net", "www.translate.goog"],
+    "unsafe-search": ["startpage.com", "search.yahoo.com", "kagi.com", "you.com"],
+}
+
+
+@pytest.mark.parametrize("category", sorted(WELL_KNOWN))
+def test_the_seed_lists_hold_the_best_known_names(category):
+    from guardian.policy.rulepacks import bundled_domains, load_rules
+
+    pack = load_rules().categories[category]
+    names = {d for path in pack.lists for d in bundled_domains(path)}
+
+    def covered(name: str) -> bool:
+        labels = name.split(".")
+        return any(".".join(labels[i:]) in names for i in range(len(labels)))
+
+    assert [n for n in WELL_KNOWN[category] if not covered(n)] == []
