@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .config import Settings
 from .control import SOCKET_NAME, ControlServer
+from .control_web import dashboard_actions
 from .discovery import Discovery
 from .discovery.persist import RemotePersist
 from .dns.cache import Cache
@@ -214,7 +215,8 @@ class Guardian:
         await self._load_usage()
         self.server = self._server_for(self.settings)
         self.control = ControlServer(self.household, self.settings.data_dir / SOCKET_NAME,
-                                     {"refresh-lists": self._refresh_lists_now, "status": self._status})
+                                     {"refresh-lists": self._refresh_lists_now, "status": self._status,
+                                      **dashboard_actions(self)})
         started = False
         try:
             await self.server.start()

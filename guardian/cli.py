@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("usage", "today's estimated screen time against the budgets")
     sub.add_argument("profile", metavar="PROFILE", nargs="?")
     sub.add_argument("--json", action="store_true", help="JSON instead of a table")
+    sub = command("web", "run the parents' dashboard (started by 'guardian run' unless dashboard.enabled is false); "
+                         "'guardian web reset-password ACCOUNT' sets a forgotten password (root only)")
+    sub.add_argument("what", nargs="?", choices=["reset-password"], help=argparse.SUPPRESS)
+    sub.add_argument("account", nargs="?", metavar="ACCOUNT", help=argparse.SUPPRESS)
     command("export", "the household as YAML (profiles, devices, schedules, budgets)")
     sub = command("import", "replace the household with the one in a YAML file (as 'guardian export' writes)")
     sub.add_argument("file", metavar="FILE")
@@ -98,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_config(args.config)
         if args.command == "run":
             return run(args.config)
+        if args.command == "web":
+            return web_command(args)
         if args.command == "lists":
             return show_lists(args.config, refresh=args.refresh)
         if args.command == "devices":
@@ -124,6 +130,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def web_command(args: argparse.Namespace) -> int:
+    from . import config, web
+
+    settings = config.load(args.config)
+    if args.what == "reset-password":
+        if not args.account:
+            raise GuardianError("say which account: guardian web reset-password ACCOUNT")
+        return web.reset_password(settings, args.account)
+    return web.run(settings)
 
 
 def parent_action(args: argparse.Namespace) -> int:
@@ -381,12 +398,29 @@ async def _serve(path: str, settings: object) -> int:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     log.info("Guardian %s running (config %s, data in %s)", __version__, path, settings.data_dir)
+    dashboard = await _start_dashboard(path) if settings.dashboard.enabled else None
     try:
         await stop.wait()
     finally:
         log.info("stopping")
+        if dashboard is not None and dashboard.returncode is None:
+            dashboard.terminate()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(dashboard.wait(), 10)
         for task in reloading:
             task.cancel()
         with contextlib.suppress(Exception):
             await daemon.stop()
     return 0
+
+
+async def _start_dashboard(path: str) -> asyncio.subprocess.Process | None:
+    """The dashboard as a child process (``guardian web``): page rendering never lands on
+    the DNS loop, and an exploit of the web side gets none of this process's capabilities."""
+    try:
+        child = await asyncio.create_subprocess_exec(sys.executable, "-m", "guardian", "web", "--config", path)
+    except OSError as exc:
+        log.error("the dashboard did not start: %s", exc)
+        return None
+    log.info("dashboard started (pid %d)", child.pid)
+    return child

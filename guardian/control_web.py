@@ -1,0 +1,328 @@
+"""The structured control actions the dashboard needs, served on the control socket.
+
+``guardian/control.py`` serves the CLI's actions; these are the dashboard's, added to the
+same socket by the daemon (``dashboard_actions(guardian)``):
+
+- ``state``: the household as data, the overrides in force with their end, per profile
+  paused/bonus until, the schedule windows active now and the next boundary, the
+  budgets used today, the rule packs' categories and services with their plain-language
+  descriptions, the revision, the zone and the server's time;
+- ``devices``: the live device registry (discovery's, also in ``anonymous`` mode);
+- ``explain``: run the decision now for an address (or a device/profile) and a name;
+- fine-grained writes on one profile or device (``profile-set``, ``profile-list``,
+  ``schedule-add``/``schedule-remove``, ``budget-set``, ``device-set``, ``device-remove``).
+
+Every write is one function of the household applied inside the service's commit (its
+lock held): nothing is edited by export -> modify -> import, and a write that names the
+``revision`` it was based on is refused with "changed meanwhile" when the household has
+changed since. The revision is a digest of the household's data, so it needs no schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, GuardianError
+from .household_service import PARENT, HouseholdService, UnknownName, _keep_overrides, _valid_in, check_domain
+from .policy.decide import decide
+from .policy.household import Household, household_from_config, household_to_dict
+from .policy.schedule import DAYS, parse_clock
+from .policy.snapshot import Snapshot, with_household
+
+if TYPE_CHECKING:
+    from .app import Guardian
+
+Action = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+YOUTUBE = ("off", "moderate", "strict")
+BLOCK_MODES = ("nxdomain", "null", "blockpage", "nodata")
+
+
+class ChangedMeanwhile(GuardianError):
+    """A save based on an old revision of the household."""
+
+
+def revision(household: Household) -> str:
+    """A short digest of the household's data: changes whenever the household does."""
+    text = json.dumps(household_to_dict(household), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _edit(service: HouseholdService, payload: dict[str, Any], edit: Callable[[dict[str, Any]], None]) -> str:
+    """Apply ``edit`` to the household's data inside the service's commit, check the
+    result as the config is checked, and make it live. Returns the new revision."""
+    base = payload.get("revision")
+
+    def change(snap: Snapshot) -> Snapshot:
+        if base is not None and str(base) != revision(snap.household):
+            raise ChangedMeanwhile("the household was changed meanwhile: reload and try again")
+        data = household_to_dict(snap.household)
+        edit(data)
+        household, problems = household_from_config(data, None, categories=service.categories,
+                                                    services=service.services)
+        if problems:
+            raise ConfigError(problems)
+        return _keep_overrides(with_household(snap, household), _valid_in(household))
+
+    new = service._commit(change, origin=PARENT)
+    return revision(new.household)
+
+
+def _profile(data: dict[str, Any], name: str) -> dict[str, Any]:
+    for p in data["profiles"]:
+        if p["name"] == name:
+            return dict(p)
+    known = ", ".join(repr(p["name"]) for p in data["profiles"]) or "none"
+    raise UnknownName(f"no profile is called {name!r} (profiles: {known})")
+
+
+def _replace_profile(data: dict[str, Any], name: str, new: dict[str, Any]) -> None:
+    data["profiles"] = [new if p["name"] == name else p for p in data["profiles"]]
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GuardianError(f"{what} must be a list of names")
+    return list(value)
+
+
+def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
+    """The dashboard's actions over the running daemon (for ``ControlServer(actions=...)``)."""
+    import asyncio
+
+    service = guardian.household
+    rules = guardian.rules
+    run = asyncio.to_thread
+
+    def state_now() -> dict[str, Any]:
+        snap = guardian.policy.current
+        now = service.clock()
+        zone = service.zone
+        h = snap.household
+        usage: dict[str, list[dict[str, Any]]] = {}
+        for u in service.usage():
+            usage.setdefault(u.profile, []).append(
+                {"target": u.target, "minutes": u.minutes, "budget": u.budget, "left": u.left})
+        profiles = []
+        for p in h.profiles:
+            active = []
+            boundaries = []
+            for s in p.schedules:
+                on, nxt = s.state(now, zone)
+                if on:
+                    active.append({"name": s.name, "until": nxt,
+                                   "block": "all" if s.block == "all" else list(s.block)})
+                if nxt is not None:
+                    boundaries.append(nxt)
+            paused = snap.paused_profiles.get(p.name, 0.0)
+            bonus = snap.bonus.get(p.name, 0.0)
+            profiles.append({
+                "name": p.name,
+                "paused_until": paused if paused > now else None,
+                "bonus_until": bonus if bonus > now else None,
+                "schedules_active": active,
+                "next_boundary": min(boundaries) if boundaries else None,
+                "usage": usage.get(p.name, []),
+                "devices": [d.name for d in h.devices if d.profile == p.name],
+            })
+        data = household_to_dict(h)
+        for d in data["devices"]:
+            until = snap.paused_devices.get(d["name"], 0.0)
+            d["paused_until"] = until if until > now else None
+        overrides = [{"kind": o.kind, "target": o.target, "domain": o.domain,
+                      "until": None if o.until == float("inf") else o.until, "created": o.created}
+                     for o in snap.overrides if o.until > now]
+        return {
+            "household": data,
+            "default_profile": h.profile_of(None).name,
+            "profiles": profiles,
+            "overrides": overrides,
+            "categories": [{"id": c.id, "name": c.name, "description": c.description,
+                            "threats": list(c.threats), "severity": c.severity}
+                           for c in rules.categories.values()],
+            "services": [{"id": s.id, "name": s.name, "category": getattr(s, "category", "")}
+                         for s in rules.services.values()],
+            "templates": sorted(rules.template_profiles()),
+            "revision": revision(h),
+            "zone": str(zone),
+            "now": now,
+            "privacy": guardian.settings.privacy.mode,
+        }
+
+    async def state(_payload: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "message": "", "data": state_now()}
+
+    async def devices(_payload: dict[str, Any]) -> dict[str, Any]:
+        discovery = guardian.discovery
+        found = [d.to_json() for d in discovery.registry.devices()] if discovery is not None else []
+        return {"ok": True, "message": "", "data": found}
+
+    async def explain(payload: dict[str, Any]) -> dict[str, Any]:
+        snap = guardian.policy.current
+        name = check_domain(str(payload["name"]))
+        ip = str(payload.get("ip") or "")
+        device, profile = snap.resolve(ip, payload.get("mac"), payload.get("hostname"))
+        if payload.get("profile"):
+            profile = service.profile(str(payload["profile"]))
+        how = "by its address" if device is not None and device.ip is not None else (
+            "by its MAC address" if device is not None and device.mac else "not identified: the default profile")
+        d = decide(name, 1, device, profile, service.clock(), snap)
+        fields = {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name != "budget_targets"}
+        return {"ok": True, "message": "", "data": {
+            "device": device.name if device is not None else None, "identified": how,
+            "profile": profile.name, "decision": fields}}
+
+    def profile_set(payload: dict[str, Any]) -> str:
+        name = str(payload["profile"])
+        fields = payload.get("set") or {}
+        if not isinstance(fields, dict):
+            raise GuardianError("'set' must be an object")
+
+        def edit(data: dict[str, Any]) -> None:
+            p = _profile(data, name)
+            for key, value in fields.items():
+                if key in ("categories", "services"):
+                    p[key] = _strings(value, key)
+                elif key in ("safe_search", "bypass_protection"):
+                    if not isinstance(value, bool):
+                        raise GuardianError(f"{key} must be true or false")
+                    p[key] = value
+                elif key == "youtube" and value in YOUTUBE:
+                    p[key] = value
+                elif key == "block_mode" and value in BLOCK_MODES:
+                    p[key] = value
+                else:
+                    raise GuardianError(f"cannot set {key!r} to {value!r}")
+            _replace_profile(data, name, p)
+
+        return _edit(service, payload, edit)
+
+    def profile_list(payload: dict[str, Any]) -> str:
+        """Add or remove one domain on a profile's allow or deny list."""
+        name, which, op = str(payload["profile"]), str(payload["list"]), str(payload["op"])
+        if which not in ("allow", "deny") or op not in ("add", "remove"):
+            raise GuardianError("list is allow or deny, op is add or remove")
+        domain = check_domain(str(payload["domain"]))
+
+        def edit(data: dict[str, Any]) -> None:
+            p = _profile(data, name)
+            entries = [d for d in p[which] if d != domain]
+            if op == "add":
+                entries.append(domain)
+                other = "deny" if which == "allow" else "allow"
+                p[other] = [d for d in p[other] if d != domain]
+            p[which] = entries
+            _replace_profile(data, name, p)
+
+        return _edit(service, payload, edit)
+
+    def schedule_add(payload: dict[str, Any]) -> str:
+        name = str(payload["profile"])
+        days = _strings(payload.get("days"), "days")
+        if not days or any(d not in DAYS for d in days):
+            raise GuardianError(f"days must be some of {', '.join(DAYS)}")
+        start, end = str(payload["from"]), str(payload["to"])
+        parse_clock(start)
+        parse_clock(end)
+        block = payload.get("block", "all")
+        if block != "all":
+            block = _strings(block, "block")
+        label = str(payload.get("name") or "").strip() or f"{start}-{end}"
+
+        def edit(data: dict[str, Any]) -> None:
+            p = _profile(data, name)
+            p["schedules"] = [*p["schedules"], {"name": label, "days": days, "from": start, "to": end,
+                                                "block": block}]
+            _replace_profile(data, name, p)
+
+        return _edit(service, payload, edit)
+
+    def schedule_remove(payload: dict[str, Any]) -> str:
+        name, index = str(payload["profile"]), int(payload["index"])
+
+        def edit(data: dict[str, Any]) -> None:
+            p = _profile(data, name)
+            if not 0 <= index < len(p["schedules"]):
+                raise GuardianError(f"{name} has no schedule number {index + 1}")
+            p["schedules"] = [s for i, s in enumerate(p["schedules"]) if i != index]
+            _replace_profile(data, name, p)
+
+        return _edit(service, payload, edit)
+
+    def budget_set(payload: dict[str, Any]) -> str:
+        """A daily budget for a category or service (0 minutes or null: no budget)."""
+        name, target = str(payload["profile"]), str(payload["target"])
+        minutes = payload.get("minutes")
+        if minutes is not None and (not isinstance(minutes, int) or not 0 <= minutes <= 1440):
+            raise GuardianError("minutes must be a whole number from 0 to 1440")
+
+        def edit(data: dict[str, Any]) -> None:
+            p = _profile(data, name)
+            budgets = [b for b in p["budgets"] if b["target"] != target]
+            if minutes:
+                budgets.append({"target": target, "minutes": minutes})
+            p["budgets"] = budgets
+            _replace_profile(data, name, p)
+
+        return _edit(service, payload, edit)
+
+    def device_set(payload: dict[str, Any]) -> str:
+        """Add or change a device: ``name`` (new), ``was`` (its current name when renaming),
+        ``profile``, ``ip`` and/or ``mac``."""
+        name = str(payload["name"]).strip()
+        was = str(payload.get("was") or name)
+        if not name or len(name) > 64:
+            raise GuardianError("a device name is 1 to 64 characters")
+
+        def edit(data: dict[str, Any]) -> None:
+            current = next((d for d in data["devices"] if d["name"] == was), None)
+            if was != name and current is None:
+                raise UnknownName(f"no device is called {was!r}")
+            if any(d["name"] == name for d in data["devices"]) and name != was:
+                raise GuardianError(f"a device is already called {name!r}")
+            item = dict(current or {})
+            item["name"] = name
+            for key in ("ip", "mac", "profile"):
+                if payload.get(key):
+                    item[key] = str(payload[key])
+            if "profile" not in item:
+                raise GuardianError("say which profile the device belongs to")
+            if "ip" not in item and "mac" not in item and "hostname" not in item:
+                raise GuardianError("a device needs an address or a MAC address")
+            devices = [d for d in data["devices"] if d["name"] != was]
+            data["devices"] = [*devices, item]
+
+        return _edit(service, payload, edit)
+
+    def device_remove(payload: dict[str, Any]) -> str:
+        name = str(payload["name"])
+
+        def edit(data: dict[str, Any]) -> None:
+            if not any(d["name"] == name for d in data["devices"]):
+                raise UnknownName(f"no device is called {name!r}")
+            data["devices"] = [d for d in data["devices"] if d["name"] != name]
+
+        return _edit(service, payload, edit)
+
+    def writer(fn: Callable[[dict[str, Any]], str], message: str) -> Action:
+        async def act(payload: dict[str, Any]) -> dict[str, Any]:
+            rev = await run(fn, payload)
+            return {"ok": True, "message": message, "data": {"revision": rev}}
+        return act
+
+    return {
+        "state": state,
+        "devices": devices,
+        "explain": explain,
+        "profile-set": writer(profile_set, "profile saved"),
+        "profile-list": writer(profile_list, "list saved"),
+        "schedule-add": writer(schedule_add, "schedule added"),
+        "schedule-remove": writer(schedule_remove, "schedule removed"),
+        "budget-set": writer(budget_set, "budget saved"),
+        "device-set": writer(device_set, "device saved"),
+        "device-remove": writer(device_remove, "device forgotten"),
+    }

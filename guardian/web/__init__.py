@@ -1,0 +1,57 @@
+"""The parents' dashboard: its own process (``guardian web``), see app.py."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+
+from ..config import Settings
+from ..errors import GuardianError
+
+
+def run(settings: Settings) -> int:
+    """``guardian web``: serve until SIGTERM/SIGINT."""
+    from .app import serve
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        await serve(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        raise GuardianError(f"the dashboard cannot listen: {exc.strerror or exc}") from None
+    return 0
+
+
+def reset_password(settings: Settings, account: str) -> int:
+    """``guardian web reset-password ACCOUNT``: a new password typed twice (root only)."""
+    from .accounts import Accounts
+
+    if os.geteuid() != 0:
+        raise GuardianError("reset-password is for root on the box's shell (sudo guardian web reset-password ...)")
+    accounts = Accounts(settings.data_dir / "web.db")
+    found = accounts.find(account)
+    if found is None:
+        names = ", ".join(repr(a.name) for a in accounts.accounts()) or "none yet"
+        raise GuardianError(f"no dashboard account is called {account!r} (accounts: {names})")
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"new password for {found.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise GuardianError("the two passwords differ; nothing changed")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    accounts.set_password(found.id, password)  # every session of the account ends
+    accounts.audit("cli", "password reset", found.name, f"by {getpass.getuser()}")
+    print(f"The password of {found.name} is changed; its sessions are signed out.")
+    return 0

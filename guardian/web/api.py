@@ -1,0 +1,159 @@
+"""The JSON API under /api/v1 (for the pages' scripts and other clients), and its
+OpenAPI 3.1 document at /api/v1/openapi.json.
+
+The API uses the dashboard's session (cookie) like the pages; a state-changing call
+sends the session's CSRF token in ``X-CSRF-Token`` (``GET /api/v1/session`` gives it).
+``ROUTES`` is the one list both the router and the document are built from, and a test
+checks that the router's routes and the document's paths are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from .app import ACCOUNTS, CONTROL, HISTORY, Refused, act, activity_filter, session_of, state_of
+
+PREFIX = "/api/v1"
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Refused(400, "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise Refused(400, "the body must be a JSON object")
+    return body
+
+
+async def get_session(request: web.Request) -> web.Response:
+    s = session_of(request)
+    return web.json_response({"account": s.account.name, "language": s.account.language, "csrf": s.csrf})
+
+
+async def get_state(request: web.Request) -> web.Response:
+    return web.json_response(await state_of(request))
+
+
+async def get_devices(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[CONTROL].data("devices"))
+
+
+async def get_activity(request: web.Request) -> web.Response:
+    rows = await asyncio.to_thread(request.app[HISTORY].log, activity_filter(request))
+    return web.json_response({"rows": rows, "next": rows[-1]["id"] if len(rows) >= 50 else None})
+
+
+async def get_events(request: web.Request) -> web.Response:
+    return web.json_response(await asyncio.to_thread(request.app[HISTORY].events, 100))
+
+
+async def get_audit(request: web.Request) -> web.Response:
+    return web.json_response(await asyncio.to_thread(request.app[ACCOUNTS].audit_log, 200))
+
+
+async def post_pause(request: web.Request) -> web.Response:
+    body = await _json(request)
+    name = request.match_info["name"]
+    seconds = body.get("seconds")
+    if not isinstance(seconds, int) or not 0 < seconds <= 7 * 86400:
+        raise Refused(400, "seconds: a whole number from 1 to 604800")
+    answer = await act(request, "pause", ("pause", name, f"{seconds // 60} min"), target=name, **{"for": seconds})
+    return web.json_response({"message": answer.get("message", "")})
+
+
+async def post_resume(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    answer = await act(request, "resume", ("resume", name, ""), target=name)
+    return web.json_response({"message": answer.get("message", "")})
+
+
+async def post_bonus(request: web.Request) -> web.Response:
+    body = await _json(request)
+    name = request.match_info["name"]
+    minutes = body.get("minutes")
+    if not isinstance(minutes, int) or not 0 < minutes <= 24 * 60:
+        raise Refused(400, "minutes: a whole number from 1 to 1440")
+    answer = await act(request, "bonus", ("bonus", name, f"+{minutes} min"), profile=name, **{"for": minutes * 60})
+    return web.json_response({"message": answer.get("message", "")})
+
+
+async def post_allow(request: web.Request) -> web.Response:
+    body = await _json(request)
+    extra = {"for": body["seconds"]} if isinstance(body.get("seconds"), int) else {}
+    domain, profile = str(body.get("domain", "")), str(body.get("profile", ""))
+    answer = await act(request, "allow", ("allow", domain, profile), domain=domain, profile=profile, **extra)
+    return web.json_response({"message": answer.get("message", "")})
+
+
+_OBJ: dict[str, Any] = {"type": "object"}
+_MSG = {"type": "object", "properties": {"message": {"type": "string"}}}
+_NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "a profile"}]
+
+# (method, path, handler, summary, request body schema, response schema, parameters)
+ROUTES: list[tuple[str, str, Any, str, dict[str, Any] | None, dict[str, Any], list[dict[str, Any]]]] = [
+    ("GET", "/session", get_session, "The signed-in account and its CSRF token", None,
+     {"type": "object", "properties": {"account": {"type": "string"}, "language": {"type": "string"},
+                                       "csrf": {"type": "string"}}}, []),
+    ("GET", "/state", get_state, "The household, overrides in force, per-profile status and usage", None, _OBJ, []),
+    ("GET", "/devices", get_devices, "The live device registry", None, {"type": "array", "items": _OBJ}, []),
+    ("GET", "/activity", get_activity, "The query log, newest first (keyset paging with `before`)", None,
+     {"type": "object", "properties": {"rows": {"type": "array", "items": _OBJ},
+                                       "next": {"type": ["integer", "null"]}}},
+     [{"name": n, "in": "query", "required": False, "schema": {"type": t}}
+      for n, t in (("device", "string"), ("domain", "string"), ("decision", "string"), ("before", "integer"))]),
+    ("GET", "/events", get_events, "Risk events, newest first", None, {"type": "array", "items": _OBJ}, []),
+    ("GET", "/audit", get_audit, "Who changed what, newest first", None, {"type": "array", "items": _OBJ}, []),
+    ("POST", "/profiles/{name}/pause", post_pause, "Pause a profile (or a device) for a while",
+     {"type": "object", "required": ["seconds"], "properties": {"seconds": {"type": "integer"}}}, _MSG, _NAME),
+    ("POST", "/profiles/{name}/resume", post_resume, "End a pause", None, _MSG, _NAME),
+    ("POST", "/profiles/{name}/bonus", post_bonus, "Bonus time: schedules and budgets lifted for a while",
+     {"type": "object", "required": ["minutes"], "properties": {"minutes": {"type": "integer"}}}, _MSG, _NAME),
+    ("POST", "/allow", post_allow, "Allow a domain for a profile, for a while or for good",
+     {"type": "object", "required": ["domain", "profile"],
+      "properties": {"domain": {"type": "string"}, "profile": {"type": "string"},
+                     "seconds": {"type": "integer"}}}, _MSG, []),
+]
+
+
+def openapi() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for method, path, _handler, summary, body, response, params in ROUTES:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "responses": {"200": {"description": "done", "content": {"application/json": {"schema": response}}},
+                          "401": {"description": "no session"}},
+        }
+        if params:
+            op["parameters"] = params
+        if body is not None:
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        if method != "GET":
+            op["responses"]["403"] = {"description": "no or wrong X-CSRF-Token, or a foreign Origin"}
+            op["security"] = [{"session": [], "csrf": []}]
+        paths.setdefault(PREFIX + path, {})[method.lower()] = op
+    paths[PREFIX + "/openapi.json"] = {"get": {"summary": "This document", "security": [],
+                                               "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Guardian dashboard API", "version": __version__},
+        "components": {"securitySchemes": {
+            "session": {"type": "apiKey", "in": "cookie", "name": "guardian_session"},
+            "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"}}},
+        "security": [{"session": []}],
+        "paths": paths,
+    }
+
+
+async def get_openapi(_request: web.Request) -> web.Response:
+    return web.json_response(openapi())
+
+
+def add_api(app: web.Application) -> None:
+    for method, path, handler, *_rest in ROUTES:
+        app.router.add_route(method, PREFIX + path, handler)
+    app.router.add_get(PREFIX + "/openapi.json", get_openapi)

@@ -1,0 +1,787 @@
+"""The parents' dashboard: aiohttp + Jinja2 (autoescape), its own process.
+
+It reads history from guardian.db read-only (history.py), keeps accounts and sessions
+in web.db (accounts.py) and changes the household only through the control socket
+(client.py). Every page works without JavaScript; there is no inline script at all, so
+the Content-Security-Policy can forbid it.
+
+Requests are checked in this order (middlewares): security headers on every answer;
+the Host must be one of the box's names or the address the connection arrived on (a
+DNS-rebinding page gets 403); a session is needed except for login, first run, health
+and static files (pages redirect to login, the API answers 401); a state-changing
+request needs the session's CSRF token (or the login form's cookie-bound one) and an
+Origin, when sent, that is this dashboard's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+
+from .. import sdnotify
+from ..config import Settings
+from ..errors import GuardianError
+from . import i18n
+from .accounts import Account, Accounts, Session, WeakPassword
+from .client import ActionFailed, Control, DaemonDown
+from .history import Filter, History
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent.parent / "web"
+COOKIE = "guardian_session"
+FORM_COOKIE = "guardian_form"  # the CSRF token of the forms shown before a session exists
+PUBLIC = ("/login", "/setup", "/healthz", "/static/")
+UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+       "base-uri 'none'; frame-ancestors 'none'; connect-src 'self'")
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+ONLINE_SECONDS = 300  # a device that asked within 5 minutes is "online now"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts", Accounts)
+CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
+HISTORY: web.AppKey[History] = web.AppKey("history", History)
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+ENV: web.AppKey[jinja2.Environment] = web.AppKey("env", jinja2.Environment)
+CATALOGS: web.AppKey[dict[str, Any]] = web.AppKey("catalogs", dict)
+HOSTS: web.AppKey[set[str]] = web.AppKey("hosts", set)
+
+
+class Refused(GuardianError):
+    """A request the dashboard refuses with an HTTP status and a translated reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _(message: str) -> str:
+    return i18n.gettext_(message)
+
+
+def allowed_hosts(settings: Settings) -> set[str]:
+    """The names a Host header may carry (lowercase, without port)."""
+    hosts = {"localhost", *settings.dashboard.hosts}
+    if settings.dns is not None:
+        hosts |= set(settings.dns.local_names)
+    for host, _port in settings.dashboard.listen:
+        if host not in ("0.0.0.0", "::", ""):
+            hosts.add(host)
+    return {h.lower() for h in hosts}
+
+
+def host_ok(request: web.Request) -> bool:
+    raw = (request.headers.get("Host") or "").strip().lower()
+    if not raw or len(raw) > 255:
+        return False
+    if raw.startswith("["):
+        host = raw[1:raw.find("]")] if "]" in raw else ""
+    else:
+        host = raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
+    if host in request.app[HOSTS]:
+        return True
+    # An address literal is fine when it is the address this connection arrived on:
+    # a rebinding attack needs a name, and a phone typing the box's address must work.
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    sock: Any = request.transport.get_extra_info("sockname") if request.transport else None
+    return bool(sock) and ipaddress.ip_address(str(sock[0]).split("%")[0]) == literal
+
+
+def client_of(request: web.Request) -> str:
+    return request.remote or ""
+
+
+def when(epoch: float | None, zone: ZoneInfo, now: float) -> str:
+    """A time a parent reads: "18:30" today, else "Tue 07:00"."""
+    if epoch is None:
+        return _("until resumed")
+    at = datetime.fromtimestamp(epoch, zone)
+    today = datetime.fromtimestamp(now, zone).date()
+    if at.date() == today:
+        return at.strftime("%H:%M")
+    if at.date() == today + timedelta(days=1):
+        return _("tomorrow") + " " + at.strftime("%H:%M")
+    return at.strftime("%Y-%m-%d %H:%M")
+
+
+REASONS = {
+    "": "nothing matched: allowed",
+    "allow": "on the profile's allow list",
+    "deny": "on the profile's deny list",
+    "category": "in a blocked category",
+    "service": "a blocked service",
+    "schedule": "blocked by a schedule",
+    "budget": "the daily time budget is used up",
+    "override-allow": "allowed for a while by a parent",
+    "override-block": "blocked for a while by a parent",
+    "pause": "the internet is paused",
+    "bypass": "a way around the filter",
+    "safe-search": "rewritten to safe search",
+}
+
+
+def reason_words(row: dict[str, Any]) -> str:
+    text = _(REASONS.get(row.get("reason") or "", "blocked"))
+    detail = row.get("category") or row.get("service") or row.get("schedule") or row.get("list") or ""
+    return f"{text} ({detail})" if detail else text
+
+
+# --- the application ------------------------------------------------------------------------
+
+
+def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.Application:
+    app = web.Application(middlewares=[headers_mw, host_mw, session_mw, csrf_mw], client_max_size=1 << 20)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app[ACCOUNTS] = Accounts(settings.data_dir / "web.db", clock)
+    app[CONTROL] = Control(settings.data_dir)
+    app[HISTORY] = History(settings.data_dir)
+    app[SETTINGS] = settings
+    app[HOSTS] = allowed_hosts(settings)
+    app[CATALOGS] = i18n.load(ROOT / "translations")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=True,
+                             extensions=["jinja2.ext.i18n"], undefined=jinja2.StrictUndefined)
+    env.install_gettext_callables(i18n.gettext_, i18n.ngettext_, newstyle=True)  # type: ignore[attr-defined]
+    env.globals["languages"] = i18n.LANGUAGES
+    app[ENV] = env
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/login", login_page)
+    r.add_post("/login", login)
+    r.add_get("/setup", setup_page)
+    r.add_post("/setup", setup)
+    r.add_post("/logout", logout)
+    r.add_get("/", home)
+    r.add_post("/act/pause", act_pause)
+    r.add_post("/act/resume", act_resume)
+    r.add_post("/act/bonus", act_bonus)
+    r.add_get("/devices", devices_page)
+    r.add_post("/devices/assign", device_assign)
+    r.add_post("/devices/forget", device_forget)
+    r.add_get("/activity", activity_page)
+    r.add_post("/activity/allow", activity_allow)
+    r.add_get("/profiles/{name}", profile_page)
+    r.add_post("/profiles/{name}/filters", profile_filters)
+    r.add_post("/profiles/{name}/list", profile_list)
+    r.add_post("/profiles/{name}/schedule", profile_schedule)
+    r.add_post("/profiles/{name}/budget", profile_budget)
+    r.add_get("/settings", settings_page)
+    r.add_post("/settings/accounts", add_account)
+    r.add_post("/settings/password", change_password)
+    r.add_post("/settings/sessions", revoke_session)
+    r.add_post("/settings/language", set_language)
+    from .api import add_api
+
+    add_api(app)
+    r.add_static("/static/", ROOT / "static", show_index=False)
+    return app
+
+
+# --- middlewares ------------------------------------------------------------------------------
+
+
+def wants_json(request: web.Request) -> bool:
+    return request.path.startswith("/api/")
+
+
+@web.middleware
+async def headers_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except Refused as exc:
+        response = error_response(request, exc.status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400 and not wants_json(request):
+            response = error_response(request, exc.status, exc.reason)
+        elif exc.status >= 400:
+            response = web.json_response({"error": exc.reason}, status=exc.status)
+        else:
+            response = exc
+    for key, value in HEADERS.items():
+        response.headers.setdefault(key, value)
+    return response
+
+
+def error_response(request: web.Request, status: int, message: str) -> web.StreamResponse:
+    if wants_json(request):
+        return web.json_response({"error": message}, status=status)
+    try:
+        return render(request, "error.html", {"status": status, "message": message}, status=status)
+    except Exception:  # noqa: BLE001 - the plainest answer when even the error page fails
+        return web.Response(status=status, text=message)
+
+
+@web.middleware
+async def host_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not host_ok(request):
+        return web.Response(status=403, text="403: this dashboard answers only to the box's own names\n")
+    return await handler(request)
+
+
+@web.middleware
+async def session_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
+    accounts = request.app[ACCOUNTS]
+    session = accounts.session(request.cookies.get(COOKIE, ""))
+    request["session"] = session
+    catalogs = request.app[CATALOGS]
+    lang = session.account.language if session is not None and session.account.language in catalogs else ""
+    lang = lang or i18n.negotiate(request.headers.get("Accept-Language", ""), catalogs)
+    request["lang"] = lang
+    token = i18n.current.set(catalogs[lang])
+    try:
+        if session is None and not request.path.startswith(PUBLIC):
+            if wants_json(request) and request.path != "/api/v1/openapi.json":
+                return web.json_response({"error": "sign in first"}, status=401)
+            if not wants_json(request):
+                raise web.HTTPSeeOther("/setup" if accounts.count() == 0 else "/login")
+        try:
+            return await handler(request)
+        except Refused as exc:  # rendered here, in the request's language
+            return error_response(request, exc.status, str(exc))
+    finally:
+        i18n.current.reset(token)
+
+
+@web.middleware
+async def csrf_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in UNSAFE:
+        # With Referrer-Policy no-referrer, browsers send "Origin: null" on form posts;
+        # Sec-Fetch-Site still says where the request came from.
+        origin = request.headers.get("Origin")
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        if (origin not in (None, "null") and origin != f"http://{request.headers.get('Host', '')}") or (
+                fetch_site is not None and fetch_site not in ("same-origin", "none")):
+            raise Refused(403, _("This request came from another site and was refused."))
+        session: Session | None = request["session"]
+        sent = request.headers.get("X-CSRF-Token", "")
+        if not sent and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            sent = str((await request.post()).get("csrf", ""))
+        expected = session.csrf if session is not None else request.cookies.get(FORM_COOKIE, "")
+        if not expected or not sent or not hmac.compare_digest(sent, expected):
+            raise Refused(403, _("This form has expired. Go back, reload the page and try again."))
+    return await handler(request)
+
+
+# --- rendering ----------------------------------------------------------------------------------
+
+
+def render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
+    session: Session | None = request.get("session")
+    lang = request.get("lang", i18n.DEFAULT)
+    form_token = ""
+    if session is None:
+        form_token = request.cookies.get(FORM_COOKIE, "") or secrets.token_urlsafe(32)
+    page = request.app[ENV].get_template(template).render(
+        lang=lang, dir="rtl" if lang in i18n.RTL else "ltr", account=session.account if session else None,
+        csrf=session.csrf if session else form_token, path=request.path, brand="Guardian", **context)
+    response = web.Response(text=page, content_type="text/html", status=status)
+    if session is None and request.cookies.get(FORM_COOKIE) != form_token:
+        response.set_cookie(FORM_COOKIE, form_token, httponly=True, samesite="Strict", path="/")
+    return response
+
+
+def session_of(request: web.Request) -> Session:
+    session: Session | None = request["session"]
+    if session is None:
+        raise web.HTTPSeeOther("/login")
+    return session
+
+
+async def form(request: web.Request) -> dict[str, str]:
+    data = await request.post()
+    return {k: str(v) for k, v in data.items() if isinstance(v, str)}
+
+
+async def act(request: web.Request, action: str, audit: tuple[str, str, str], **fields: Any) -> dict[str, Any]:
+    """One control action for the signed-in parent, written to the audit log."""
+    session = session_of(request)
+    try:
+        answer = await request.app[CONTROL].call(action, **fields)
+    except ActionFailed as exc:
+        detail = "; ".join(exc.problems) if exc.problems else str(exc)
+        raise Refused(409 if "meanwhile" in str(exc) else 400, _("Not saved:") + " " + detail) from None
+    except DaemonDown:
+        raise Refused(503, _("The filtering service is not running. Try again in a minute.")) from None
+    name, target, detail = audit
+    await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, name, target, detail)
+    return answer
+
+
+def back(request: web.Request, default: str = "/") -> web.HTTPSeeOther:
+    """A redirect to the page the form was on (same site only)."""
+    target = request.query.get("back") or default
+    if not target.startswith("/") or target.startswith("//"):
+        target = default
+    return web.HTTPSeeOther(target)
+
+
+async def state_of(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.app[CONTROL].data("state")
+    except DaemonDown:
+        raise Refused(503, _("The filtering service is not running. Try again in a minute.")) from None
+    assert isinstance(data, dict)
+    return data
+
+
+# --- public pages -----------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await request.app[CONTROL].call("ping")
+        dns = "up"
+    except GuardianError:
+        dns = "down"
+    return web.json_response({"ok": True, "dns": dns}, status=200)
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if request.app[ACCOUNTS].count() == 0:
+        raise web.HTTPSeeOther("/setup")
+    return render(request, "login.html", {"error": ""})
+
+
+def open_session(request: web.Request, account: Account, target: str = "/") -> web.HTTPSeeOther:
+    old: Session | None = request["session"]
+    accounts = request.app[ACCOUNTS]
+    if old is not None:
+        accounts.close_session(old.key)  # rotated: a planted cookie never becomes a session
+    token, _session = accounts.open_session(account, client_of(request), request.headers.get("User-Agent", ""))
+    response = web.HTTPSeeOther(target)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", max_age=30 * 86400)
+    response.del_cookie(FORM_COOKIE, path="/")
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    accounts = request.app[ACCOUNTS]
+    data = await form(request)
+    name = data.get("name", "").strip()
+    keys = (f"client:{client_of(request)}", f"account:{name.casefold()}")
+    wait = await asyncio.to_thread(accounts.locked_for, *keys)
+    if wait > 0:
+        response = render(request, "login.html", {"error": _("Too many failed attempts. Try again in %(minutes)s "
+                                                             "minutes.") % {"minutes": int(wait // 60) + 1}},
+                          status=429)
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    account = await asyncio.to_thread(accounts.check, name, data.get("password", ""))
+    if account is None:
+        await asyncio.to_thread(accounts.failed, *keys)
+        log.warning("failed dashboard login for %r from %s", name[:40], client_of(request))
+        return render(request, "login.html", {"error": _("Wrong name or password.")}, status=401)
+    await asyncio.to_thread(accounts.audit, account.name, "login", "", client_of(request))
+    raise open_session(request, account)
+
+
+async def setup_page(request: web.Request) -> web.StreamResponse:
+    if request.app[ACCOUNTS].count() > 0:
+        raise web.HTTPSeeOther("/login")
+    return render(request, "setup.html", {"error": ""})
+
+
+async def setup(request: web.Request) -> web.StreamResponse:
+    accounts = request.app[ACCOUNTS]
+    data = await form(request)
+    if data.get("password", "") != data.get("again", ""):
+        return render(request, "setup.html", {"error": _("The two passwords differ.")}, status=400)
+    try:
+        account = await asyncio.to_thread(accounts.create, data.get("name", ""), data.get("password", ""),
+                                          request["lang"], first=True)
+    except WeakPassword as exc:
+        return render(request, "setup.html", {"error": _(str(exc))}, status=400)
+    except GuardianError as exc:
+        if accounts.count():
+            raise web.HTTPSeeOther("/login") from None
+        return render(request, "setup.html", {"error": str(exc)}, status=400)
+    await asyncio.to_thread(accounts.audit, account.name, "account created", account.name, "first run")
+    raise open_session(request, account)
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    session = session_of(request)
+    request.app[ACCOUNTS].close_session(session.key)
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+# --- home -----------------------------------------------------------------------------------------
+
+
+def profile_cards(state: dict[str, Any], online: list[dict[str, Any]], zone: ZoneInfo) -> list[dict[str, Any]]:
+    now = state["now"]
+    by_device = {c["device"] for c in online if c["device"]}
+    cards = []
+    for p in state["profiles"]:
+        if p["paused_until"] is not None or any(o["kind"] == "pause-profile" and o["target"] == p["name"]
+                                                for o in state["overrides"]):
+            until = p["paused_until"]
+            status = ("paused", _("Paused until %(time)s") % {"time": when(until, zone, now)}
+                      if until and until != float("inf") else _("Paused until resumed"))
+        elif p["bonus_until"]:
+            status = ("bonus", _("Bonus time until %(time)s") % {"time": when(p["bonus_until"], zone, now)})
+        elif p["schedules_active"]:
+            s = p["schedules_active"][0]
+            status = ("schedule", _("%(name)s until %(time)s") % {"name": s["name"],
+                                                                 "time": when(s["until"], zone, now)})
+        else:
+            status = ("allowed", _("Allowed"))
+        cards.append({**p, "status": status[0], "status_text": status[1],
+                      "online": [d for d in p["devices"] if d in by_device]})
+    return cards
+
+
+def hour_chart(rows: list[tuple[int, str, int]], start: float, zone: ZoneInfo) -> dict[str, Any]:
+    """Bars per hour of today (allowed and blocked), as numbers the SVG template draws."""
+    hours: list[dict[str, float]] = [{"hour": h, "allowed": 0, "blocked": 0} for h in range(24)]
+    for hour, action, count in rows:
+        index = datetime.fromtimestamp(hour, zone).hour
+        if hour >= start and 0 <= index < 24:
+            key = "blocked" if action == "blocked" else "allowed"
+            hours[index][key] += count
+    top = max([h["allowed"] + h["blocked"] for h in hours] + [1])
+    for h in hours:
+        h["a"] = round(100 * h["allowed"] / top, 1)
+        h["b"] = round(100 * h["blocked"] / top, 1)
+    return {"hours": hours, "top": top}
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    state = await state_of(request)
+    zone = ZoneInfo(state["zone"])
+    history = request.app[HISTORY]
+    now = state["now"]
+    online, seen = await asyncio.gather(asyncio.to_thread(history.clients, now - ONLINE_SECONDS),
+                                        asyncio.to_thread(history.clients, now - 86400))
+    known_ips = {d.get("ip", "").split("/")[0] for d in state["household"]["devices"]}
+    unknown = [c for c in seen if not c["device"] and c["ip"] not in known_ips]
+    midnight = datetime.fromtimestamp(now, zone).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    chart = hour_chart(await asyncio.to_thread(history.hourly, midnight - 3600), midnight, zone)
+    return render(request, "home.html", {"cards": profile_cards(state, online, zone), "unknown": unknown,
+                                         "profiles": [p["name"] for p in state["profiles"]], "chart": chart,
+                                         "state": state})
+
+
+def _tomorrow_morning(now: float, zone: ZoneInfo) -> float:
+    day = datetime.fromtimestamp(now, zone).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, 7, 0, tzinfo=zone).timestamp()
+
+
+async def act_pause(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    target = data.get("target", "")
+    length = data.get("for", "")
+    seconds: float
+    if length == "tomorrow":
+        state = await state_of(request)
+        seconds = _tomorrow_morning(state["now"], ZoneInfo(state["zone"])) - state["now"]
+    elif length.isdigit() and 0 < int(length) <= 7 * 86400:
+        seconds = int(length)
+    else:
+        raise Refused(400, _("Choose how long to pause."))
+    await act(request, "pause", ("pause", target, f"{int(seconds) // 60} min"), target=target, **{"for": seconds})
+    raise back(request)
+
+
+async def act_resume(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    await act(request, "resume", ("resume", data.get("target", ""), ""), target=data.get("target", ""))
+    raise back(request)
+
+
+async def act_bonus(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    minutes = data.get("minutes", "")
+    if minutes not in ("15", "30", "60"):
+        raise Refused(400, _("Choose how much bonus time to give."))
+    profile = data.get("profile", "")
+    state = await state_of(request)
+    current = next((p["bonus_until"] for p in state["profiles"] if p["name"] == profile), None) or state["now"]
+    seconds = current - state["now"] + int(minutes) * 60  # a second +15 adds to the first
+    await act(request, "bonus", ("bonus", profile, f"+{minutes} min"), profile=profile, **{"for": seconds})
+    raise back(request)
+
+
+# --- devices ------------------------------------------------------------------------------------
+
+
+async def devices_page(request: web.Request) -> web.StreamResponse:
+    state = await state_of(request)
+    history = request.app[HISTORY]
+    now = state["now"]
+    seen, registry = await asyncio.gather(asyncio.to_thread(history.clients, now - 7 * 86400),
+                                          request.app[CONTROL].data("devices"))
+    last_seen = {c["ip"]: c["last_seen"] for c in seen}
+    zone = ZoneInfo(state["zone"])
+    household = state["household"]["devices"]
+    known_ips = {d.get("ip", "").split("/")[0] for d in household}
+    known_macs = {d.get("mac") for d in household if d.get("mac")}
+    others = []
+    for r in registry or []:
+        if r["mac"] not in known_macs and not (set(r["ips"]) & known_ips):
+            others.append({**r, "ip": (r["ips"] or [""])[0], "seen": when(r["last_seen"], zone, now)})
+    listed = {o["ip"] for o in others}
+    for c in seen:
+        if not c["device"] and c["ip"] not in known_ips and c["ip"] not in listed:
+            others.append({"name": "", "hostname": None, "vendor": "", "mac": c["mac"] or "", "ip": c["ip"],
+                           "random_mac": False, "seen": when(c["last_seen"], zone, now)})
+    rows = [{**d, "address": d.get("ip") or d.get("mac") or d.get("hostname") or "",
+             "seen": when(last_seen[d["ip"].split("/")[0]], zone, now) if d.get("ip", "").split("/")[0] in last_seen
+             else ""} for d in household]
+    return render(request, "devices.html", {"devices": rows, "others": others,
+                                            "profiles": [p["name"] for p in state["profiles"]], "state": state})
+
+
+async def device_assign(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    name = data.get("name", "").strip()
+    fields = {k: data[k] for k in ("was", "profile", "ip", "mac") if data.get(k)}
+    await act(request, "device-set", ("device", name, f"profile {data.get('profile', '')}"), name=name, **fields)
+    raise back(request, "/devices")
+
+
+async def device_forget(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    await act(request, "device-remove", ("forget device", data.get("name", ""), ""), name=data.get("name", ""))
+    raise back(request, "/devices")
+
+
+# --- activity ---------------------------------------------------------------------------------------
+
+
+def activity_filter(request: web.Request) -> Filter:
+    q = request.query
+    before = q.get("before", "")
+    return Filter(device=q.get("device", "")[:100], domain=q.get("domain", "")[:253],
+                  decision=q.get("decision", "") if q.get("decision") in ("allowed", "blocked", "rewritten") else "",
+                  before=int(before) if before.isdigit() else None)
+
+
+async def activity_page(request: web.Request) -> web.StreamResponse:
+    state = await state_of(request)
+    zone = ZoneInfo(state["zone"])
+    f = activity_filter(request)
+    rows = await asyncio.to_thread(request.app[HISTORY].log, f)
+    now = state["now"]
+    for row in rows:
+        row["when"] = when(row["time"], zone, now)
+        row["why"] = reason_words(row)
+        # What "allow" offers: the rule that matched (it covers the service), then the name asked.
+        choices = [row["rule"]] if row.get("rule") and "." in (row["rule"] or "") else []
+        if row["domain"] not in choices:
+            choices.append(row["domain"])
+        row["choices"] = choices
+    events = await asyncio.to_thread(request.app[HISTORY].events, 10)
+    for e in events:
+        e["when"] = when(e["last"], zone, now)
+    more = rows[-1]["id"] if len(rows) >= 50 else None
+    return render(request, "activity.html", {"rows": rows, "filter": f, "more": more, "events": events,
+                                             "profiles": [p["name"] for p in state["profiles"]]})
+
+
+async def activity_allow(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    domain, profile, length = data.get("domain", ""), data.get("profile", ""), data.get("for", "")
+    extra: dict[str, Any] = {}
+    if length == "3600":
+        extra["for"] = 3600
+    elif length != "always":
+        raise Refused(400, _("Choose for how long."))
+    await act(request, "allow", ("allow", domain, f"{profile} {'1 h' if extra else 'always'}"), domain=domain,
+              profile=profile, **extra)
+    raise back(request, "/activity")
+
+
+# --- profiles --------------------------------------------------------------------------------------
+
+
+def find_profile(state: dict[str, Any], name: str) -> dict[str, Any]:
+    for p in state["household"]["profiles"]:
+        if p["name"] == name:
+            return dict(p)
+    raise web.HTTPNotFound(reason=_("No such profile."))
+
+
+async def profile_page(request: web.Request) -> web.StreamResponse:
+    state = await state_of(request)
+    profile = find_profile(state, request.match_info["name"])
+    usage: list[dict[str, Any]] = next((p["usage"] for p in state["profiles"] if p["name"] == profile["name"]), [])
+    budgets = {b["target"]: b["minutes"] for b in profile["budgets"]}
+    return render(request, "profile.html", {"p": profile, "state": state, "usage": usage, "budgets": budgets,
+                                            "days": ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+
+
+async def profile_filters(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    data = await request.post()
+    state = await state_of(request)
+    known = {c["id"] for c in state["categories"]}
+    categories = [str(v) for v in data.getall("category", []) if str(v) in known]
+    fields = {"categories": categories, "safe_search": data.get("safe_search") == "on",
+              "bypass_protection": data.get("bypass_protection") == "on",
+              "youtube": str(data.get("youtube", "off"))}
+    await act(request, "profile-set", ("filters", name, ", ".join(categories) or "none"), profile=name,
+              set=fields, revision=str(data.get("revision", "")) or None)
+    raise back(request, f"/profiles/{name}")
+
+
+async def profile_list(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    data = await form(request)
+    which, op, domain = data.get("list", ""), data.get("op", ""), data.get("domain", "")
+    await act(request, "profile-list", (f"{which} list {op}", name, domain), profile=name, list=which, op=op,
+              domain=domain)
+    raise back(request, f"/profiles/{name}")
+
+
+async def profile_schedule(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    data = await request.post()
+    if data.get("op") == "remove":
+        index = str(data.get("index", ""))
+        if not index.isdigit():
+            raise Refused(400, _("No such schedule."))
+        await act(request, "schedule-remove", ("schedule removed", name, index), profile=name, index=int(index))
+    else:
+        days = [str(d) for d in data.getall("day", [])]
+        if not days:
+            raise Refused(400, _("Choose at least one day."))
+        start, end = str(data.get("from", "")), str(data.get("to", ""))
+        await act(request, "schedule-add", ("schedule added", name, f"{' '.join(days)} {start}-{end}"),
+                  profile=name, days=days, name=str(data.get("label", "")), **{"from": start, "to": end},
+                  block="all")
+    raise back(request, f"/profiles/{name}")
+
+
+async def profile_budget(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    data = await form(request)
+    minutes = data.get("minutes", "").strip()
+    if minutes and not minutes.isdigit():
+        raise Refused(400, _("Minutes must be a whole number."))
+    target = data.get("target", "")
+    await act(request, "budget-set", ("budget", name, f"{target} {minutes or 0} min"), profile=name, target=target,
+              minutes=int(minutes) if minutes else None)
+    raise back(request, f"/profiles/{name}")
+
+
+# --- settings ----------------------------------------------------------------------------------------
+
+
+async def settings_page(request: web.Request) -> web.StreamResponse:
+    session = session_of(request)
+    accounts = request.app[ACCOUNTS]
+    zone = request.app[SETTINGS].zone
+    now = time.time()
+    audit = await asyncio.to_thread(accounts.audit_log, 100)
+    for a in audit:
+        a["when"] = when(a["time"], zone, now)
+    sessions = [{"key": s.key, "client": s.client, "agent": s.agent, "seen": when(s.last_seen, zone, now),
+                 "current": s.key == session.key} for s in accounts.sessions(session.account.id)]
+    return render(request, "settings.html", {"accounts": accounts.accounts(), "audit": audit,
+                                             "sessions": sessions, "error": request.query.get("error", "")})
+
+
+async def reauthenticate(request: web.Request, password: str) -> Session:
+    session = session_of(request)
+    accounts = request.app[ACCOUNTS]
+    keys = (f"client:{client_of(request)}", f"account:{session.account.name.casefold()}")
+    if await asyncio.to_thread(accounts.locked_for, *keys) > 0:
+        raise Refused(429, _("Too many failed attempts. Try again later."))
+    if await asyncio.to_thread(accounts.check, session.account.name, password) is None:
+        await asyncio.to_thread(accounts.failed, *keys)
+        raise Refused(403, _("Your current password is wrong."))
+    return session
+
+
+async def add_account(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    session = await reauthenticate(request, data.get("current", ""))
+    accounts = request.app[ACCOUNTS]
+    try:
+        created = await asyncio.to_thread(accounts.create, data.get("name", ""), data.get("password", ""))
+    except WeakPassword as exc:
+        raise Refused(400, _(str(exc))) from None
+    except GuardianError as exc:
+        raise Refused(400, str(exc)) from None
+    await asyncio.to_thread(accounts.audit, session.account.name, "account created", created.name, "")
+    raise web.HTTPSeeOther("/settings")
+
+
+async def change_password(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    session = await reauthenticate(request, data.get("current", ""))
+    accounts = request.app[ACCOUNTS]
+    try:
+        await asyncio.to_thread(accounts.set_password, session.account.id, data.get("password", ""))
+    except WeakPassword as exc:
+        raise Refused(400, _(str(exc))) from None
+    await asyncio.to_thread(accounts.audit, session.account.name, "password changed", session.account.name, "")
+    request["session"] = None  # every session of the account ended; this browser gets a new one
+    raise open_session(request, session.account, "/settings")
+
+
+async def revoke_session(request: web.Request) -> web.StreamResponse:
+    session = session_of(request)
+    data = await form(request)
+    request.app[ACCOUNTS].close_session(data.get("key", ""), session.account.id)
+    await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, "session revoked", "", "")
+    raise web.HTTPSeeOther("/settings" if data.get("key") != session.key else "/login")
+
+
+async def set_language(request: web.Request) -> web.StreamResponse:
+    session = session_of(request)
+    data = await form(request)
+    lang = data.get("language", "")
+    if lang not in i18n.LANGUAGES:
+        raise Refused(400, _("Unknown language."))
+    request.app[ACCOUNTS].set_language(session.account.id, lang)
+    raise web.HTTPSeeOther("/settings")
+
+
+# --- the process --------------------------------------------------------------------------------------
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    app = make_app(settings)
+    watchdog: sdnotify.Watchdog | None = None
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        for host, port in settings.dashboard.listen:
+            site = web.TCPSite(runner, host, port, reuse_address=True)
+            await site.start()
+            log.info("dashboard on http://%s:%d/", f"[{host}]" if ":" in host else host, port)
+        watchdog = sdnotify.ready(asyncio.get_running_loop())  # guardian-web.service is Type=notify
+        await stop.wait()
+    finally:
+        sdnotify.stopping(watchdog)
+        await runner.cleanup()

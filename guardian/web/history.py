@@ -1,0 +1,118 @@
+"""The dashboard's reads of ``guardian.db`` (the store writer's file): stdlib sqlite3,
+read-only (``mode=ro``), one short transaction per question so the writer's WAL
+checkpoints are never held up. No SQLAlchemy in this process.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "guardian.db"  # the store's file (guardian/store/records.py: DB_NAME)
+PAGE = 50
+
+_LOG = """
+SELECT q.id, q.time, c.ip, c.mac, c.device, p.text, d.name, q.qtype, a.text, r.text, cat.text, svc.text,
+       l.text, ru.text, s.text, t.text
+FROM queries q
+JOIN domains d ON d.id = q.domain_id
+JOIN labels a ON a.id = q.action_id
+LEFT JOIN clients c ON c.id = q.client_id
+LEFT JOIN labels p ON p.id = q.profile_id
+LEFT JOIN labels r ON r.id = q.reason_id
+LEFT JOIN labels cat ON cat.id = q.category_id
+LEFT JOIN labels svc ON svc.id = q.service_id
+LEFT JOIN labels l ON l.id = q.list_id
+LEFT JOIN labels ru ON ru.id = q.rule_id
+LEFT JOIN labels s ON s.id = q.schedule_id
+LEFT JOIN labels t ON t.id = q.threat_id
+"""
+_FIELDS = ("id", "time", "ip", "mac", "device", "profile", "domain", "qtype", "action", "reason", "category",
+           "service", "list", "rule", "schedule", "threat")
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    device: str = ""  # a device name or a client address
+    domain: str = ""  # the name or any name under it
+    decision: str = ""  # allowed | blocked | ...
+    before: int | None = None  # keyset: rows with a smaller id
+
+
+class History:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / DB_NAME
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection | None]:
+        if not self.path.exists():
+            yield None
+            return
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._conn() as conn:
+            if conn is None:
+                return []
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError:  # no such table yet: the writer has not migrated
+                return []
+
+    def log(self, f: Filter, limit: int = PAGE) -> list[dict[str, Any]]:
+        """Newest first; ``f.before`` pages on by id (keyset paging: constant cost per page)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if f.before is not None:
+            where.append("q.id < ?")
+            params.append(f.before)
+        if f.decision:
+            where.append("q.action_id = (SELECT id FROM labels WHERE text = ?)")
+            params.append(f.decision)
+        if f.domain:
+            name = f.domain.strip().lower().rstrip(".")
+            where.append("(d.name = ? OR d.name LIKE ? ESCAPE '\\')")
+            params += [name, "%." + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")]
+        if f.device:
+            where.append("q.client_id IN (SELECT id FROM clients WHERE device = ? OR ip = ?)")
+            params += [f.device, f.device]
+        sql = _LOG + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY q.id DESC LIMIT ?"
+        return [dict(zip(_FIELDS, r, strict=True)) for r in self._rows(sql, (*params, limit))]
+
+    def clients(self, since: float) -> list[dict[str, Any]]:
+        """Addresses that asked since ``since``, with the device name the log knew them by."""
+        rows = self._rows(
+            "SELECT c.ip, c.mac, c.device, max(q.time) FROM queries q JOIN clients c ON c.id = q.client_id"
+            " WHERE q.time >= ? GROUP BY c.ip, c.mac ORDER BY max(q.time) DESC LIMIT 200", (since,))
+        return [{"ip": r[0], "mac": r[1], "device": r[2], "last_seen": r[3]} for r in rows]
+
+    def registry(self) -> list[dict[str, Any]]:
+        """Discovery's device registry as the writer stored it."""
+        rows = self._rows("SELECT id, mac, name, hostname, vendor, random_mac, first_seen, last_seen FROM devices"
+                          " ORDER BY last_seen DESC LIMIT 500")
+        ips: dict[int, list[str]] = {}
+        for ip, device_id in self._rows("SELECT ip, device_id FROM device_addresses ORDER BY last_seen DESC"):
+            ips.setdefault(device_id, []).append(ip)
+        return [{"mac": r[1], "name": r[2], "hostname": r[3], "vendor": r[4], "random_mac": bool(r[5]),
+                 "first_seen": r[6], "last_seen": r[7], "ips": ips.get(r[0], [])} for r in rows]
+
+    def hourly(self, since: float) -> list[tuple[int, str, int]]:
+        """(hour, action, count) since ``since`` from the rollup."""
+        return [(int(r[0]), r[1], int(r[2])) for r in self._rows(
+            "SELECT h.hour, a.text, sum(h.count) FROM hourly h JOIN labels a ON a.id = h.action_id"
+            " WHERE h.hour >= ? GROUP BY h.hour, a.text", (since,))]
+
+    def events(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT id, kind, last, device, profile, threat, category, severity, count, examples,"
+                          " state FROM risk_events ORDER BY last DESC LIMIT ?", (limit,))
+        keys = ("id", "kind", "last", "device", "profile", "threat", "category", "severity", "count", "examples",
+                "state")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
