@@ -10,6 +10,10 @@ answer — checked once more for a CNAME chain leading into a blocked domain.
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import logging
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +21,7 @@ from typing import Any
 
 from dnslib import CNAME, EDNS0, QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord
 
+from ... import netlink
 from ...policy.decide import Decision, check_cname_chain, decide
 from ...policy.snapshot import PolicyHolder
 from ..chain import Answer, Next, Query, then
@@ -24,20 +29,47 @@ from ..messages import POINTER_TO_QNAME, record, reply_with, soa_record
 from ..wire import HEADER, NOERROR, NXDOMAIN, T_A, T_AAAA, U32, WireError, parse_query, parse_reply, text_to_wire
 from .local import LocalNames
 
+log = logging.getLogger(__name__)
+
 BLOCK_TTL = 10  # seconds a device may cache a block: a parent's unblock applies soon
 REWRITE_TTL = 300
 
 
 class Neighbours:
-    """IPv4 address -> MAC from /proc/net/arp, re-read at most every ``refresh`` seconds."""
+    """Client address -> MAC from the kernel's neighbour tables, read at query time.
 
-    def __init__(self, path: str = "/proc/net/arp", refresh: float = 10.0) -> None:
+    IPv4 from /proc/net/arp (re-read at most every ``refresh`` seconds); IPv6 from the
+    IPv6 neighbour table over netlink (``guardian.netlink``), kept ``refresh6`` seconds
+    and re-read on a miss at most every ``miss_interval`` seconds: a device's new
+    temporary address or its link-local one is known as soon as the kernel knows it.
+    A miss may also ``probe``: a one-byte UDP datagram to the client's discard port
+    makes the kernel resolve the address (neighbour discovery), so even the first
+    query from an address the kernel never saw names the device.
+    """
+
+    def __init__(self, path: str = "/proc/net/arp", refresh: float = 10.0, *, refresh6: float = 3.0,
+                 miss_interval: float = 0.2, read6: Callable[[], dict[str, str]] | None = None,
+                 probe_wait: float = 0.1, probe_every: float = 60.0) -> None:
         self.path = Path(path)
         self.refresh = refresh
+        self.refresh6 = refresh6  # seconds an IPv6 table read is kept
+        self.miss_interval = miss_interval  # seconds between re-reads caused by misses
+        self.probe_wait = probe_wait  # seconds a probed query waits for the kernel at most
+        self.probe_every = probe_every  # seconds before the same address is probed again
+        self._read6 = read6 or netlink.neighbours
         self._table: dict[str, str] = {}
         self._read_at = -1e9
+        self._table6: dict[str, str] = {}
+        self._read6_at = -1e9
+        self._probed: dict[str, float] = {}
+        self._v6_broken = False
 
     def mac(self, ip: str) -> str | None:
+        if ":" in ip:
+            return self._mac6(ip)
+        return self._mac4(ip)
+
+    def _mac4(self, ip: str) -> str | None:
         now = time.monotonic()
         if now - self._read_at > self.refresh:
             self._read_at = now
@@ -52,13 +84,82 @@ class Neighbours:
             self._table = table
         return self._table.get(ip)
 
+    def _mac6(self, ip: str) -> str | None:
+        address = ip.split("%", 1)[0]
+        if address.startswith("::ffff:") and "." in address:
+            return self._mac4(address[7:])
+        if address == "::1" or self._v6_broken:
+            return None
+        found = self._table6.get(address)
+        if found is not None:
+            if time.monotonic() - self._read6_at <= self.refresh6:
+                return found
+            self._reread6(time.monotonic())
+            return self._table6.get(address)
+        now = time.monotonic()
+        age = now - self._read6_at
+        if age > self.refresh6 or age > self.miss_interval:
+            self._reread6(now)
+            return self._table6.get(address)
+        return None
+
+    def _reread6(self, now: float) -> None:
+        self._read6_at = now
+        try:
+            self._table6 = {address.lower(): mac for address, mac in self._read6().items()}
+        except OSError as exc:
+            if isinstance(exc, PermissionError) or exc.errno in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+                self._v6_broken = True  # no netlink here: discovery's table is all there is
+            log.debug("dns: cannot read the IPv6 neighbour table: %s", exc)
+
+    def may_probe(self, ip: str) -> bool:
+        """True when a miss for ``ip`` is worth a probe: a LAN IPv6 address not probed
+        in the last ``probe_every`` seconds (bounded memory, a few probes a second)."""
+        if ":" not in ip or self._v6_broken or self.probe_wait <= 0:
+            return False
+        address = ip.split("%", 1)[0]
+        if address == "::1" or address.startswith("::ffff:"):
+            return False
+        now = time.monotonic()
+        last = self._probed.get(ip)
+        if last is not None and now - last < self.probe_every:
+            return False
+        if len(self._probed) >= 4096:
+            self._probed = {k: t for k, t in self._probed.items() if now - t < self.probe_every}
+            if len(self._probed) >= 4096:
+                return False
+        self._probed[ip] = now
+        return True
+
+    async def probe(self, ip: str) -> str | None:
+        """Make the kernel resolve ``ip`` and wait (``probe_wait`` s at most) for its MAC."""
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.sendto(b"\0", socket.getaddrinfo(ip, DISCARD_PORT, socket.AF_INET6, socket.SOCK_DGRAM)[0][4])
+        except OSError as exc:
+            log.debug("dns: cannot probe %s: %s", ip, exc)
+            return None
+        deadline = time.monotonic() + self.probe_wait
+        while True:
+            await asyncio.sleep(0.003)
+            now = time.monotonic()
+            self._reread6(now)
+            found = self._table6.get(ip.split("%", 1)[0])
+            if found is not None or now >= deadline:
+                return found
+
+
+DISCARD_PORT = 9  # RFC 863: a probe's datagram is thrown away (or answered "unreachable")
+
 
 DeviceHint = Callable[[str], tuple[str | None, str | None]]  # ip -> (MAC, hostname) from discovery
 
 
 class Identify:
-    """Client address -> device and profile: MAC from the kernel's neighbour table, or
-    from device discovery (which also knows IPv6 neighbours and DHCP hostnames)."""
+    """Client address -> device and profile: MAC from the kernel's neighbour tables
+    (ARP, and IPv6 over netlink at query time), or from device discovery (which also
+    knows DHCP hostnames)."""
 
     def __init__(self, holder: PolicyHolder, neighbours: Neighbours | None = None,
                  hint: DeviceHint | None = None) -> None:
@@ -69,20 +170,24 @@ class Identify:
     def resolve(self, query: Query, nxt: Next) -> Answer:
         client = query.client
         mac = self.neighbours.mac(client)
+        if mac is None and self.neighbours.may_probe(client):
+            return self._probed(query, nxt)
+        self._name(query, mac)
+        return nxt(query)
+
+    def _name(self, query: Query, mac: str | None) -> None:
+        client = query.client
         hostname = None
         if self.hint is not None:
             known_mac, hostname = self.hint(client)
             mac = mac or known_mac
         query.device, query.profile = self.holder.current.resolve(client, mac, hostname)
-        return nxt(query)
 
-
-def filters(profile: Any) -> bool:
-    """True when ``profile`` filters anything (its devices get short TTLs)."""
-    return profile is not None and bool(
-        profile.categories or profile.services or profile.deny or profile.schedules or profile.budgets
-        or profile.safe_search or profile.youtube != "off" or profile.bypass_protection
-    )
+    async def _probed(self, query: Query, nxt: Next) -> bytes:
+        """An IPv6 address the kernel does not know yet: resolve it, then name the device."""
+        self._name(query, await self.neighbours.probe(query.client))
+        answer = nxt(query)
+        return answer if isinstance(answer, bytes) else await answer
 
 
 class Policy:
