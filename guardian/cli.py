@@ -324,7 +324,8 @@ async def _refresh_lists(settings: object, subs: Sequence[object], downloads: ob
 
     assert isinstance(settings, config.Settings)
     dns = settings.dns
-    async with upstream_downloader(downloads, dns.plain_resolvers, ca_file=dns.tls_ca_file) as downloader:  # type: ignore[arg-type]
+    async with upstream_downloader(downloads, dns.plain_resolvers, ca_file=dns.tls_ca_file,  # type: ignore[arg-type]
+                                   allow_private_hosts=settings.lists_allow_private_hosts) as downloader:
         for sub in subs:
             assert isinstance(sub, Subscription)
             status = await downloader.refresh(sub, progress=progress_printer(sub.name))

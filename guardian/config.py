@@ -107,6 +107,7 @@ class Settings:
     log_level: str = "info"
     lists: tuple[ListSettings, ...] = ()
     pack_lists: bool = True  # download the rule packs' public lists of the categories in use
+    lists_allow_private_hosts: tuple[str, ...] = ()  # list hosts that may be loopback/LAN addresses
     store: StoreSettings = field(default_factory=StoreSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
@@ -469,6 +470,14 @@ def _list_entry(node: yaml.Node, path: str, ctx: _Context) -> ListSettings | Non
     return ListSettings(**fields)
 
 
+def _list_host(text: str) -> str:
+    """A host name or address as written in a list URL (``[fd00::5]`` or ``fd00::5``)."""
+    host = text.strip().strip("[]").rstrip(".").lower()
+    if not host or any(c in host for c in "/@ ?#") or ("." not in host and ":" not in host and host != "localhost"):
+        raise ValueError(f"{text!r} is not a host name or address (e.g. lists.lan or 192.168.1.10)")
+    return host
+
+
 def _http_url(text: str) -> str:
     from urllib.parse import urlsplit
 
@@ -512,6 +521,7 @@ SCHEMA = mapping(
         "log_level": choice("debug", "info", "warning", "error"),
         "lists": listof(_list_entry),
         "pack_lists": boolean,
+        "lists_allow_private_hosts": listof(converted(_list_host), allow_single=True),
         "store": mapping(
             {
                 "flush_seconds": number(0.1, 600),
@@ -634,6 +644,7 @@ def parse(text: str, filename: str = "<config>", base: Path | None = None) -> Se
         log_level=values.get("log_level", "info"),
         lists=tuple(x for x in values.get("lists", ()) if x is not None),
         pack_lists=values.get("pack_lists", True),
+        lists_allow_private_hosts=values.get("lists_allow_private_hosts", ()),
         store=StoreSettings(**values.get("store", {})),
         privacy=PrivacySettings(**values.get("privacy", {})),
         discovery=DiscoverySettings(**values.get("discovery", {})),

@@ -245,7 +245,7 @@ def test_lists_refresh_downloads_with_progress_and_shows_the_status(tmp_path):
     server = _serve_list(500)
     try:
         config = tmp_path / "g.yaml"
-        config.write_text(f"data_dir: ./var\nlists:\n  - {{name: Test list, category: adult, "
+        config.write_text(f"data_dir: ./var\nlists_allow_private_hosts: [127.0.0.1]\nlists:\n  - {{name: Test list, category: adult, "
                           f"url: 'http://127.0.0.1:{server.server_port}/list.txt'}}\n")
         result = run_cli("lists", "--config", str(config), "--refresh")
     finally:
@@ -260,7 +260,7 @@ def test_lists_refresh_with_the_daemon_running_is_done_by_the_daemon_and_applies
     server = _serve_list(50)
     upstream.zone["bad7.example"] = [("A", "198.51.100.77")]
     config = tmp_path / "g.yaml"
-    config.write_text(f"data_dir: {tmp_path / 'var'}\npack_lists: false\nlists:\n"
+    config.write_text(f"data_dir: {tmp_path / 'var'}\npack_lists: false\nlists_allow_private_hosts: [127.0.0.1]\nlists:\n"
                       f"  - {{name: Test list, category: adult, url: 'http://127.0.0.1:{server.server_port}/l.txt'}}\n"
                       "household:\n  default_profile: Kid\n  profiles:\n    - {name: Kid, categories: [adult]}\n")
     try:

@@ -86,6 +86,11 @@ class ListServer:
         self.routes[path] = handler
 
 
+# The test servers listen on loopback: their hosts are listed as an operator lists a LAN
+# list server (lists_allow_private_hosts); everything else on loopback is refused.
+LOCAL = ("lists.test", "127.0.0.1")
+
+
 class Resolver:
     """resolve_host for the downloader: lists.test is loopback, everything else fails."""
 
@@ -122,7 +127,7 @@ def test_success_stores_the_copy_counts_entries_and_resolves_through_resolve_hos
     async def main() -> ListStatus:
         async with ListServer() as server:
             server.serve("/list.txt", GOOD, headers={"ETag": '"v1"', "Last-Modified": "Mon, 01 Jan 2024 00:00:00 GMT"})
-            dl = Downloader(tmp_path, resolver)
+            dl = Downloader(tmp_path, resolver, allow_private_hosts=LOCAL)
             sub = sub_for(server)
             status = await dl.refresh(sub, progress=lambda done, total: seen.append((done, total)))
             assert dl.copy_path(sub).read_bytes() == GOOD
@@ -157,7 +162,7 @@ def test_the_daemon_downloads_in_a_child_process_resolving_through_the_upstreams
     async def main() -> tuple[ListStatus, ListStatus, bytes]:
         async with ListServer() as server:
             server.serve("/list.txt", GOOD, headers={"ETag": '"v1"'})
-            dl = ProcessDownloader(tmp_path, [parse_upstream(upstream.url)])
+            dl = ProcessDownloader(tmp_path, [parse_upstream(upstream.url)], allow_private_hosts=LOCAL)
             sub = sub_for(server)
             first = await dl.refresh(sub)
             del server.routes["/list.txt"]
@@ -179,7 +184,7 @@ def test_a_download_process_that_dies_is_a_failed_refresh_keeping_the_copy(tmp_p
         async with ListServer() as server:
             server.serve("/list.txt", GOOD)
             sub = sub_for(server)
-            await Downloader(tmp_path, Resolver()).refresh(sub)  # a good copy first
+            await Downloader(tmp_path, Resolver(), allow_private_hosts=LOCAL).refresh(sub)  # a good copy first
             dl = ProcessDownloader(tmp_path)
             dl.argv = (sys.executable, "-c", "import os; os.kill(os.getpid(), 9)")  # killed (the OOM killer, say)
             return await dl.refresh(sub), dl.copy_path(sub).read_bytes()
@@ -213,7 +218,7 @@ def test_not_modified_sends_conditional_headers_and_keeps_the_copy_without_parsi
                 return web.Response(body=GOOD, headers={"ETag": '"v1"', "Last-Modified": modified})
 
             server.routes["/list.txt"] = handler
-            dl = Downloader(tmp_path, Resolver())
+            dl = Downloader(tmp_path, Resolver(), allow_private_hosts=LOCAL)
             sub = sub_for(server)
             first = await dl.refresh(sub)
             assert parsed == ["parse"]
@@ -237,7 +242,7 @@ def test_same_bytes_without_etag_count_as_unchanged(tmp_path: Path) -> None:
     async def main() -> tuple[ListStatus, ListStatus]:
         async with ListServer() as server:
             server.serve("/list.txt", GOOD)
-            dl = Downloader(tmp_path, Resolver())
+            dl = Downloader(tmp_path, Resolver(), allow_private_hosts=LOCAL)
             return await dl.refresh(sub_for(server)), await dl.refresh(sub_for(server))
 
     first, second = run(main())
@@ -249,7 +254,7 @@ def test_a_new_version_replaces_the_copy(tmp_path: Path) -> None:
     async def main() -> tuple[ListStatus, bytes]:
         async with ListServer() as server:
             server.serve("/list.txt", GOOD)
-            dl = Downloader(tmp_path, Resolver())
+            dl = Downloader(tmp_path, Resolver(), allow_private_hosts=LOCAL)
             sub = sub_for(server)
             await dl.refresh(sub)
             server.serve("/list.txt", NEWER)
@@ -266,7 +271,7 @@ def refresh_twice(tmp_path: Path, second: Callable[[ListServer], None], **downlo
     async def main() -> tuple[ListStatus, bytes]:
         async with ListServer() as server:
             server.serve("/list.txt", GOOD)
-            dl = Downloader(tmp_path, Resolver(), **downloader)
+            dl = Downloader(tmp_path, Resolver(), allow_private_hosts=LOCAL, **downloader)
             sub = sub_for(server)
             assert (await dl.refresh(sub)).outcome == "updated"
             second(server)
@@ -369,7 +374,7 @@ def test_redirects_to_http_are_followed(tmp_path: Path) -> None:
         async with ListServer() as server:
             server.serve("/moved", b"", status=301, headers={"Location": "/list.txt"})
             server.serve("/list.txt", GOOD)
-            status = await Downloader(tmp_path, Resolver()).refresh(sub_for(server, "/moved"))
+            status = await Downloader(tmp_path, Resolver(), allow_private_hosts=LOCAL).refresh(sub_for(server, "/moved"))
             return status, [path for path, _ in server.requests]
 
     status, paths = run(main())
@@ -389,7 +394,7 @@ def test_bad_redirects_are_refused(tmp_path: Path, location: str, error: str) ->
     async def main() -> tuple[ListStatus, int, bool]:
         async with ListServer() as server:
             server.serve("/loop", b"", status=302, headers={"Location": location})
-            dl = Downloader(tmp_path, Resolver())
+            dl = Downloader(tmp_path, Resolver(), allow_private_hosts=LOCAL)
             sub = sub_for(server, "/loop")
             status = await dl.refresh(sub)
             return status, len(server.requests), dl.copy_path(sub).exists()
@@ -404,7 +409,7 @@ def test_bad_redirects_are_refused(tmp_path: Path, location: str, error: str) ->
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://lists.test/list.txt", "lists.test/list.txt", "http:///x"])
 def test_non_http_urls_are_refused_before_any_lookup(tmp_path: Path, url: str) -> None:
     resolver = Resolver()
-    status = run(Downloader(tmp_path, resolver).refresh(Subscription("Bad", "ads", url)))
+    status = run(Downloader(tmp_path, resolver, allow_private_hosts=LOCAL).refresh(Subscription("Bad", "ads", url)))
     assert status.outcome == "failed"
     assert status.last_error is not None and "refused" in status.last_error
     assert resolver.calls == []
@@ -418,7 +423,7 @@ def test_a_host_the_upstreams_cannot_resolve_fails_without_the_system_resolver(t
         async with ListServer() as server:
             server.serve("/list.txt", GOOD)
             # "localhost" would resolve through the system; the downloader must not ask it.
-            return await Downloader(tmp_path, resolver).refresh(Subscription("X", "ads", server.url(host="localhost")))
+            return await Downloader(tmp_path, resolver, allow_private_hosts=LOCAL).refresh(Subscription("X", "ads", server.url(host="localhost")))
 
     status = run(main())
     assert resolver.calls == ["localhost"]
@@ -432,7 +437,7 @@ def test_an_ip_literal_needs_no_resolving(tmp_path: Path) -> None:
     async def main() -> ListStatus:
         async with ListServer() as server:
             server.serve("/list.txt", GOOD)
-            return await Downloader(tmp_path, resolver).refresh(Subscription("X", "ads", server.url(host="127.0.0.1")))
+            return await Downloader(tmp_path, resolver, allow_private_hosts=LOCAL).refresh(Subscription("X", "ads", server.url(host="127.0.0.1")))
 
     status = run(main())
     assert status.outcome == "updated"
@@ -457,7 +462,7 @@ def test_https_download_checks_the_certificate(tmp_path: Path, tls: tuple[ssl.SS
     async def main() -> ListStatus:
         async with ListServer(server_context) as server:
             server.serve("/list.txt", GOOD)
-            dl = Downloader(tmp_path, resolver, ca_file=ca_file if trusted else None)
+            dl = Downloader(tmp_path, resolver, ca_file=ca_file if trusted else None, allow_private_hosts=LOCAL)
             return await dl.refresh(Subscription("TLS", "ads", server.url(scheme="https")))
 
     status = run(main())
@@ -476,7 +481,7 @@ def test_status_round_trip_and_table(tmp_path: Path) -> None:
     async def main() -> tuple[ListStatus, ListStatus]:
         async with ListServer() as server:
             server.serve("/good.txt", GOOD)
-            dl = Downloader(tmp_path, Resolver())
+            dl = Downloader(tmp_path, Resolver(), allow_private_hosts=LOCAL)
             good = await dl.refresh(Subscription("Good list", "adult", server.url("/good.txt")))
             bad = await dl.refresh(Subscription("Broken list", "gambling", server.url("/gone.txt")))
             return good, bad
@@ -559,7 +564,7 @@ def test_schedule_refreshes_runs_the_first_fetch_and_reports_changes_once(tmp_pa
                 done.set()
 
             refresher = schedule_refreshes(
-                scheduler, subs, Downloader(tmp_path, Resolver()), on_changed, start_delay=0.1
+                scheduler, subs, Downloader(tmp_path, Resolver(), allow_private_hosts=LOCAL), on_changed, start_delay=0.1
             )
             interval = scheduler.get_job(subs_mod.REFRESH_JOB).trigger
             await asyncio.wait_for(done.wait(), 10)
@@ -649,3 +654,82 @@ def test_progress_printer_rewrites_one_line() -> None:
     assert text.count("\r") == 3
     assert "Big list: 2.0 MB of 2.0 MB (100%)" in text
     assert "Big list: 5 KB   " in text
+
+
+# --- private targets (blind GET SSRF) ---------------------------------------------------
+
+def test_a_list_host_that_resolves_to_loopback_is_refused_unless_listed(tmp_path: Path) -> None:
+    async def main(**listed: Any) -> tuple[ListStatus, int]:
+        async with ListServer() as server:
+            server.serve("/list.txt", GOOD)
+            status = await Downloader(tmp_path, Resolver(), **listed).refresh(sub_for(server))
+            return status, len(server.requests)
+
+    status, requests = run(main())
+    assert status.outcome == "failed" and requests == 0  # not one byte sent
+    assert status.last_error is not None
+    assert "lists.test" in status.last_error and "127.0.0.1" in status.last_error
+    assert "loopback" in status.last_error and "lists_allow_private_hosts" in status.last_error
+    status, requests = run(main(allow_private_hosts=["Lists.Test."]))
+    assert status.outcome == "updated" and requests == 1
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_an_ip_literal_on_loopback_is_refused_unless_listed(tmp_path: Path, host: str) -> None:
+    async def main(**listed: Any) -> tuple[ListStatus, int]:
+        async with ListServer() as server:
+            server.serve("/list.txt", GOOD)
+            status = await Downloader(tmp_path, Resolver(), **listed).refresh(
+                Subscription("X", "ads", server.url(host=host)))
+            return status, len(server.requests)
+
+    status, requests = run(main())
+    assert status.outcome == "failed" and requests == 0
+    assert status.last_error is not None and "loopback" in status.last_error
+    if host == "127.0.0.1":  # the test server listens on IPv4 only
+        status, requests = run(main(allow_private_hosts=["127.0.0.1"]))
+        assert status.outcome == "updated" and requests == 1
+
+
+@pytest.mark.parametrize("target", ["http://127.0.0.1:{port}/secret", "http://intranet.test:{port}/secret"])
+def test_a_redirect_to_an_unlisted_private_target_is_refused(tmp_path: Path, target: str) -> None:
+    class Resolving(Resolver):
+        async def __call__(self, name: str) -> str:
+            self.calls.append(name)
+            return "127.0.0.1" if name in ("lists.test", "intranet.test") else await super().__call__(name)
+
+    async def main() -> tuple[ListStatus, list[str]]:
+        async with ListServer() as server:
+            server.serve("/moved", b"", status=302, headers={"Location": target.format(port=server.port)})
+            server.serve("/secret", b"router admin page\n")
+            dl = Downloader(tmp_path, Resolving(), allow_private_hosts=["lists.test"])
+            status = await dl.refresh(sub_for(server, "/moved"))
+            return status, [path for path, _ in server.requests]
+
+    status, paths = run(main())
+    assert paths == ["/moved"]  # the LAN service never got the request
+    assert status.outcome == "failed"
+    assert status.last_error is not None and "loopback" in status.last_error
+
+
+@pytest.mark.parametrize(("address", "kind"), [
+    ("127.0.0.1", "loopback"), ("::1", "loopback"), ("::ffff:127.0.0.1", "loopback"),
+    ("10.1.2.3", "private"), ("172.16.0.1", "private"), ("192.168.1.1", "private"), ("fd00::1", "private"),
+    ("169.254.169.254", "link-local"), ("fe80::1", "link-local"), ("0.0.0.0", "unspecified"),
+    ("100.64.0.1", "private"), ("224.0.0.1", "multicast"),
+    ("93.184.216.34", None), ("2606:2800:220:1::248", None),
+])
+def test_which_addresses_are_refused(address: str, kind: str | None) -> None:
+    from guardian.httpclient import private_kind
+
+    assert private_kind(address) == kind
+
+
+def test_the_config_lists_private_list_hosts(tmp_path: Path) -> None:
+    from guardian.config import ConfigError, parse
+
+    settings = parse("lists_allow_private_hosts: [lists.lan, 192.168.1.10, '[fd00::5]']\n", "g.yaml")
+    assert settings.lists_allow_private_hosts == ("lists.lan", "192.168.1.10", "fd00::5")
+    with pytest.raises(ConfigError) as caught:
+        parse("pack_lists: true\nlists_allow_private_hosts: ['http://lists.lan/x']\n", "g.yaml")
+    assert caught.value.problems[0].startswith("g.yaml:2: lists_allow_private_hosts[0]")

@@ -326,6 +326,9 @@ class Downloader:
     ``resolve_host(name) -> address`` resolves list hosts (None: the system resolver,
     only for tools run off the box). ``max_bytes`` caps the body after decompression;
     ``timeout`` (seconds) bounds the whole download; ``ca_file`` adds trusted CAs.
+    Hosts at loopback, private or link-local addresses are refused (the URL's and every
+    redirect's, after resolution) unless named in ``allow_private_hosts`` (the config's
+    ``lists_allow_private_hosts``: names or addresses as written in the URL).
     """
 
     def __init__(
@@ -335,12 +338,15 @@ class Downloader:
         max_bytes: int = DEFAULT_MAX_BYTES,
         timeout: float = DEFAULT_TIMEOUT,
         ca_file: str | None = None,
+        *,
+        allow_private_hosts: Collection[str] = (),
     ) -> None:
         self.store_dir = Path(store_dir)
         self.resolve_host = resolve_host
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.ca_file = ca_file
+        self.allow_private_hosts = tuple(allow_private_hosts)
         self._locks: dict[str, asyncio.Lock] = {}
 
     def copy_path(self, sub: Subscription) -> Path:
@@ -387,11 +393,19 @@ class Downloader:
             raise ListDownloadError(f"cannot use {self.store_dir}: {exc.strerror or exc}") from exc
         import aiohttp  # here, not at the top: the DNS process loads it only to download a list
 
+        from ..httpclient import PrivateTarget
+
         try:
             async with asyncio.timeout(self.timeout):
                 body = await self._download(sub, prev if has_copy else None, progress)
         except TimeoutError:
             raise ListDownloadError(f"timed out after {self.timeout:g} s") from None
+        except PrivateTarget as exc:
+            raise ListDownloadError(str(exc)) from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, PrivateTarget):  # the resolver refused a name's address
+                raise ListDownloadError(str(exc.os_error)) from None
+            raise ListDownloadError(f"download failed: {exc}") from exc
         except aiohttp.ClientError as exc:
             raise ListDownloadError(f"download failed: {exc}") from exc
         except OSError as exc:
@@ -410,9 +424,9 @@ class Downloader:
     def _session(self) -> aiohttp.ClientSession:
         import aiohttp
 
-        from ..httpclient import CallbackResolver
+        from ..httpclient import GuardedResolver
 
-        resolver = CallbackResolver(self.resolve_host) if self.resolve_host is not None else None
+        resolver = GuardedResolver(self.resolve_host, self.allow_private_hosts)
         connector = aiohttp.TCPConnector(
             ssl=ssl.create_default_context(cafile=self.ca_file), resolver=resolver, limit=2, use_dns_cache=False
         )
@@ -434,6 +448,7 @@ class Downloader:
         url = sub.url
         async with self._session() as session:
             for _hop in range(MAX_REDIRECTS + 1):
+                self._check_literal(url)
                 async with session.get(url, headers=headers, allow_redirects=False) as response:
                     if response.status in _REDIRECTS:
                         location = response.headers.get("Location")
@@ -450,6 +465,16 @@ class Downloader:
                         raise ListDownloadError(f"HTTP {response.status} {response.reason or ''}".rstrip())
                     return await self._save_body(sub, response, progress)
             raise ListDownloadError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _check_literal(self, url: str) -> None:
+        """PrivateTarget for a URL whose host is a non-public IP literal not listed (aiohttp
+        asks no resolver about those; names are checked by GuardedResolver)."""
+        from ..dns.spec import is_ip
+        from ..httpclient import host_key, refuse_private
+
+        host = urlsplit(url).hostname or ""
+        if is_ip(host):
+            refuse_private(host, host, {host_key(h) for h in self.allow_private_hosts})
 
     async def _save_body(self, sub: Subscription, response: aiohttp.ClientResponse, progress: Progress | None) -> _Body:
         length = response.content_length
@@ -547,15 +572,18 @@ class ProcessDownloader(Downloader):
         max_bytes: int = DEFAULT_MAX_BYTES,
         timeout: float = DEFAULT_TIMEOUT,
         ca_file: str | None = None,
+        *,
+        allow_private_hosts: Collection[str] = (),
     ) -> None:
-        super().__init__(store_dir, None, max_bytes, timeout, ca_file)
+        super().__init__(store_dir, None, max_bytes, timeout, ca_file, allow_private_hosts=allow_private_hosts)
         self.resolvers = tuple(resolvers)  # UpstreamSpec of the plain upstreams; () = the system resolver
         self.argv = python_call("from guardian.policy.subscriptions import downloader_main; downloader_main()")
 
     async def refresh(self, sub: Subscription, progress: Progress | None = None) -> ListStatus:
         lock = self._locks.setdefault(sub.key, asyncio.Lock())
         async with lock:
-            job = (sub, str(self.store_dir), self.resolvers, self.max_bytes, self.timeout, self.ca_file)
+            job = (sub, str(self.store_dir), self.resolvers, self.max_bytes, self.timeout, self.ca_file,
+                   self.allow_private_hosts)
             started = time.time()
             try:
                 # The child has its own timeout; this one only catches a wedged child.
@@ -584,6 +612,8 @@ async def upstream_downloader(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = DEFAULT_TIMEOUT,
     ca_file: str | None = None,
+    *,
+    allow_private_hosts: Collection[str] = (),
 ) -> AsyncIterator[Downloader]:
     """A Downloader resolving list hosts through ``resolvers`` (plain upstream specs; none:
     the system resolver), whose upstream sockets are closed on the way out."""
@@ -595,7 +625,8 @@ async def upstream_downloader(
         return await resolve_via(plain, name)
 
     try:
-        yield Downloader(store_dir, resolve_host if plain else None, max_bytes, timeout, ca_file)
+        yield Downloader(store_dir, resolve_host if plain else None, max_bytes, timeout, ca_file,
+                         allow_private_hosts=allow_private_hosts)
     finally:
         for upstream in plain:
             await upstream.close()
@@ -604,10 +635,11 @@ async def upstream_downloader(
 def downloader_main() -> None:
     """The list download process: a job (pickle) on stdin, the ListStatus (pickle) on stdout."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sub, store_dir, resolvers, max_bytes, timeout, ca_file = helper_job()
+    sub, store_dir, resolvers, max_bytes, timeout, ca_file, allow_private_hosts = helper_job()
 
     async def fetch() -> ListStatus:
-        async with upstream_downloader(store_dir, resolvers, max_bytes, timeout, ca_file) as downloader:
+        async with upstream_downloader(store_dir, resolvers, max_bytes, timeout, ca_file,
+                                       allow_private_hosts=allow_private_hosts) as downloader:
             return await downloader.refresh(sub)
 
     status = asyncio.run(fetch())

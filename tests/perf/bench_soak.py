@@ -115,7 +115,8 @@ def main() -> int:
             # download process) and compiles it (in its compiler process) during the run.
             web = serve_directory(tmp)
             household = policy.household_yaml(hosts).replace(
-                f"path: {hosts}", f"url: 'http://{dns.HOST}:{web.server_port}/{hosts.name}'")
+                f"path: {hosts}", f"url: 'http://{dns.HOST}:{web.server_port}/{hosts.name}'").rstrip("\n")
+            household += f"\nlists_allow_private_hosts: ['{dns.HOST}']\n"  # a list server on loopback, listed
             guardian = policy.start_guardian(procs, tmp / "g", upstream.port, household, "Guardian", timeout=300)
             masq = policy.start_dnsmasq_with_list(procs, tmp, upstream.port, domains)
             stop = threading.Event()
