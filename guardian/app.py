@@ -356,7 +356,8 @@ class Guardian:
         # filtering: a blocked list host must not leave the box without rules. Each
         # download runs in a child process (see ProcessDownloader).
         downloader = ProcessDownloader(settings.data_dir / "lists" / "downloads", settings.dns.plain_resolvers,
-                                       ca_file=settings.dns.tls_ca_file)
+                                       ca_file=settings.dns.tls_ca_file,
+                                       allow_private_hosts=settings.lists_allow_private_hosts)
         self.refresher = schedule_refreshes(self.scheduler, self.subscriptions, downloader, self.recompile)
         schedule_path_watch(self.scheduler, self._current_list_set, self.recompile)
 
