@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the tests use: real DNS clients and peers, netns tooling, and the browser
 # the dashboard tests drive (Playwright for Python with Debian's chromium, never `playwright install`).
-TEST_DEBS := dnsutils knot-dnsutils dnsperf dnsmasq-base iproute2 openssl ieee-data libpcap0.8 util-linux chromium
+TEST_DEBS := dnsutils knot-dnsutils dnsperf dnsmasq-base iproute2 openssl ieee-data libpcap0.8 util-linux chromium systemd lintian
 
 .PHONY: run test lint bench venv test-debs clean
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, sdnotify
 from .config import Settings
 from .control import SOCKET_NAME, ControlServer
 from .control_web import dashboard_actions
@@ -129,6 +129,7 @@ class Guardian:
         self.control: ControlServer | None = None
         self.scheduler: Any = None
         self.refresher: Refresher | None = None
+        self.watchdog: sdnotify.Watchdog | None = None
         self.started = time.monotonic()
         self.cache = Cache()
         configure_cache(self.cache, settings)
@@ -222,6 +223,9 @@ class Guardian:
             await self.server.start()
             started = True
             await self._start_control()
+            # systemd (Type=notify): up once the listeners answer; the watchdog is fed
+            # from this loop, so a hung loop gets the service restarted.
+            self.watchdog = sdnotify.ready(self.loop, f"answering on {len(self.server.bound)} sockets")
         except BaseException:
             if started:
                 await self.server.stop()
@@ -454,6 +458,8 @@ class Guardian:
         await old.pool.close()
 
     async def stop(self) -> None:
+        sdnotify.stopping(self.watchdog)
+        self.watchdog = None
         if self.control is not None:
             await self.control.stop()
         if self.server is not None:

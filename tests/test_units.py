@@ -1,0 +1,70 @@
+"""The systemd units: they verify, score at most 2.5 in systemd-analyze security, and say
+what the README promises (notify + watchdog, own users, no capabilities for the dashboard)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UNITS = ["guardian.service", "guardian-web.service"]
+
+
+def directives(unit: str) -> dict[str, list[str]]:
+    """Every KEY=value of a unit file (a key may repeat), comments left out."""
+    found: dict[str, list[str]] = {}
+    for line in (REPO / "systemd" / unit).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+def test_both_units_verify():
+    """systemd-analyze verify checks ExecStart's binary exists: in a private mount
+    namespace /opt/guardian/.venv is this checkout's venv (the host's /opt is untouched)."""
+    script = ("mount -t tmpfs tmpfs /opt && mkdir -p /opt/guardian && "
+              f"ln -s {REPO}/.venv /opt/guardian/.venv && "
+              "exec systemd-analyze verify " + " ".join(str(REPO / "systemd" / u) for u in UNITS))
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr  # no warnings either
+
+
+def exposure(unit: str) -> float:
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager",
+                             str(REPO / "systemd" / unit)], capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    return float(found.group(1))
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_security_exposure_is_at_most_2_5(unit):
+    assert exposure(unit) <= 2.5
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_notify_with_a_watchdog_and_always_restarted(unit):
+    d = directives(unit)
+    assert d["Type"] == ["notify"] and d["NotifyAccess"] == ["main"]
+    assert d["WatchdogSec"] and d["Restart"] == ["always"]
+    assert d["UMask"] == ["0027"] and d["StateDirectoryMode"] == ["0750"]
+    assert d["NoNewPrivileges"] == ["yes"] and d["ProtectSystem"] == ["strict"]
+    assert d["SystemCallFilter"][0] == "@system-service" and d["SystemCallArchitectures"] == ["native"]
+    assert d["MemoryDenyWriteExecute"] == ["yes"] and d["MemoryMax"]
+
+
+def test_each_process_has_its_own_user_and_only_the_dns_process_has_capabilities():
+    dns, web = directives("guardian.service"), directives("guardian-web.service")
+    assert dns["User"] == ["guardian"] and web["User"] == ["guardian-web"]
+    assert set(dns["CapabilityBoundingSet"][0].split()) == {"CAP_NET_BIND_SERVICE", "CAP_NET_RAW"}
+    assert web["CapabilityBoundingSet"] == [""] and web["AmbientCapabilities"] == [""]
+    assert "AF_PACKET" not in web["RestrictAddressFamilies"][0]
+    # The dashboard writes only its own folder; it reads the rest through group guardian.
+    assert web["StateDirectory"] == ["guardian/web"] and web["SupplementaryGroups"] == ["guardian"]
+    assert dns["ConfigurationDirectoryMode"] == ["0750"]
