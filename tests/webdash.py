@@ -70,9 +70,11 @@ class Dash:
     def dig(self, name: str, source: str = "127.0.0.2") -> Any:
         return dig(self.dns_port, name, source=source, tool="kdig")
 
-    def http(self, method: str, path: str, body: str = "", headers: dict[str, str] | None = None
-             ) -> tuple[int, dict[str, str], str, list[str]]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+    def http(self, method: str, path: str, body: str = "", headers: dict[str, str] | None = None,
+             source: str | None = None) -> tuple[int, dict[str, str], str, list[str]]:
+        """One request from ``source`` (a loopback address: another "device" on the LAN)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10,
+                                          source_address=(source, 0) if source else None)
         h = {"Host": f"127.0.0.1:{self.port}", **(headers or {})}
         if body:
             h.setdefault("Content-Type", "application/x-www-form-urlencoded")

@@ -99,7 +99,8 @@ def check_strength(password: str, account: str = "") -> None:
     if len(set(password)) < 5:
         raise WeakPassword("a password needs more different characters")
     folded = password.casefold()
-    if folded in _COMMON or any(folded.startswith(c) and len(set(folded[len(c):])) < 3 for c in _COMMON):
+    core = folded.strip("0123456789!?.,-_ @#$%*")
+    if folded in _COMMON or core in _COMMON:
         raise WeakPassword("that password is too common")
     if account and account.casefold() in folded:
         raise WeakPassword("a password must not contain the account's name")
@@ -127,9 +128,8 @@ class Accounts:
         path.chmod(0o600)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=5)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        # The default rollback journal: a few writes a day, and no -wal/-shm files beside it.
+        return sqlite3.connect(self.path, timeout=5)
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock, self._connect() as conn:
