@@ -184,6 +184,7 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
 
         def edit(data: dict[str, Any]) -> None:
             p = _profile(data, name)
+            was_on = bool(p.get("bypass_protection"))
             for key, value in fields.items():
                 if key in ("categories", "services"):
                     p[key] = _strings(value, key)
@@ -197,6 +198,13 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
                     p[key] = value
                 else:
                     raise GuardianError(f"cannot set {key!r} to {value!r}")
+            # The bypass category and bypass protection are one switch (Profile): when
+            # the edit leaves them apart, the one it changed decides for both.
+            in_categories = "bypass" in p.get("categories", ())
+            if in_categories != bool(p.get("bypass_protection")):
+                on = in_categories if in_categories != was_on else bool(p.get("bypass_protection"))
+                p["bypass_protection"] = on
+                p["categories"] = [c for c in p.get("categories", ()) if c != "bypass"] + (["bypass"] if on else [])
             _replace_profile(data, name, p)
 
         return _edit(service, payload, edit)

@@ -72,3 +72,22 @@ def test_the_model_normalises_both_ways_and_round_trips():
     assert (c.bypass_protection, c.categories) == (False, ("adult",))
     again, _ = household_from_config(household_to_dict(household))
     assert again == household
+
+
+@pytest.mark.parametrize(("fields", "on"), [
+    ({"bypass_protection": False}, False),  # the switch off: the category goes too
+    ({"categories": ["adult"]}, False),  # the category off: the switch goes too
+    ({"categories": ["adult"], "bypass_protection": True}, False),  # the dashboard form: the change wins
+    ({"categories": ["adult", "bypass"], "bypass_protection": False}, False),
+    ({"categories": ["adult", "bypass"], "bypass_protection": True}, True),
+])
+def test_a_parents_edit_turns_both_on_or_off(household, fields, on):
+    from guardian.control_web import dashboard_actions
+
+    act = dashboard_actions(household.daemon)["profile-set"]
+    result = household.call(act({"profile": "Switch only", "set": fields}))
+    assert result["ok"]
+    profile = household.daemon.household.profile("Switch only")
+    assert profile.bypass_protection is on and ("bypass" in profile.categories) is on
+    expected = "NXDOMAIN" if on else "NOERROR"
+    assert dig(household.port(), "adguard-dns.com", source="127.0.0.3").status == expected
