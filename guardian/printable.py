@@ -12,7 +12,7 @@ from __future__ import annotations
 __all__ = ["printable"]
 
 
-_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escape(ch: str) -> str:
@@ -28,11 +28,12 @@ def _escape(ch: str) -> str:
 
 def printable(value: object) -> str:
     """``value`` as text with every non-printable character (controls, line and paragraph
-    separators, bidirectional overrides) and the backslash escaped Python-style:
-    ``"kid\\x1b[2J"`` for an ESC, ``"\\\\"`` for a backslash. None becomes ``""``."""
+    separators, bidirectional overrides) escaped Python-style: ``"kid\\x1b[2J"`` for an
+    ESC, ``\\r\\n`` for CR LF. A backslash stays as it is, so query names (already
+    escaped as ``\\027`` when stored) show as they were. None becomes ``""``."""
     if value is None:
         return ""
     text = value if isinstance(value, str) else str(value)
-    if text.isprintable() and "\\" not in text:
+    if text.isprintable():
         return text
     return "".join(_escape(ch) for ch in text)
