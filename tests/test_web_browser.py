@@ -164,6 +164,7 @@ def test_a_second_parent_and_the_audit_log_says_who_did_what(page: Page, browser
 
 
 def test_arabic_is_right_to_left_and_french_comes_from_the_browser(page: Page, browser, dash) -> None:
+    dash.ensure_parent()
     french = Page(browser, dash, locale="fr-FR")
     try:
         french.go("/login")

@@ -32,7 +32,12 @@ IDLE_SECONDS = 12 * 3600  # a session unused this long ends
 ABSOLUTE_SECONDS = 30 * 86400  # and every session ends after this
 LOCK_AFTER = 5
 LOCK_SECONDS = 15 * 60
-MIN_PASSWORD = 10
+MIN_PASSWORD = 10  # the messages below say 10
+
+
+def N_(message: str) -> str:  # noqa: N802 - marked for translation, translated where shown
+    return message
+
 
 HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
 _HASH_LOCK = threading.Lock()
@@ -95,15 +100,15 @@ def check_strength(password: str, account: str = "") -> None:
     """The floor: MIN_PASSWORD characters, several different ones, not a common word
     nor the account's name."""
     if len(password) < MIN_PASSWORD:
-        raise WeakPassword(f"a password needs at least {MIN_PASSWORD} characters")
+        raise WeakPassword(N_("a password needs at least 10 characters"))
     if len(set(password)) < 5:
-        raise WeakPassword("a password needs more different characters")
+        raise WeakPassword(N_("a password needs more different characters"))
     folded = password.casefold()
     core = folded.strip("0123456789!?.,-_ @#$%*")
     if folded in _COMMON or core in _COMMON:
-        raise WeakPassword("that password is too common")
+        raise WeakPassword(N_("that password is too common"))
     if account and account.casefold() in folded:
-        raise WeakPassword("a password must not contain the account's name")
+        raise WeakPassword(N_("a password must not contain the account's name"))
 
 
 def check_name(name: str) -> str:

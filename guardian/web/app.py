@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -40,7 +41,9 @@ from .history import Filter, History
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent.parent / "web"
+ROOT = Path(__file__).resolve().parent.parent.parent / "web"  # a checkout
+if not ROOT.is_dir() and (Path(sys.prefix) / "share" / "guardian" / "web").is_dir():
+    ROOT = Path(sys.prefix) / "share" / "guardian" / "web"  # a venv, the .deb (setup.py)
 COOKIE = "guardian_session"
 FORM_COOKIE = "guardian_form"  # the CSRF token of the forms shown before a session exists
 PUBLIC = ("/login", "/setup", "/healthz", "/static/")
@@ -81,6 +84,14 @@ class Refused(GuardianError):
 
 def _(message: str) -> str:
     return i18n.gettext_(message)
+
+
+def N_(message: str) -> str:  # noqa: N802 - gettext's name for "mark for translation, translate later"
+    return message
+
+
+DAY_LABELS = (("mon", N_("Mon")), ("tue", N_("Tue")), ("wed", N_("Wed")), ("thu", N_("Thu")), ("fri", N_("Fri")),
+              ("sat", N_("Sat")), ("sun", N_("Sun")))
 
 
 def allowed_hosts(settings: Settings) -> set[str]:
@@ -132,23 +143,23 @@ def when(epoch: float | None, zone: ZoneInfo, now: float) -> str:
 
 
 REASONS = {
-    "": "nothing matched: allowed",
-    "allow": "on the profile's allow list",
-    "deny": "on the profile's deny list",
-    "category": "in a blocked category",
-    "service": "a blocked service",
-    "schedule": "blocked by a schedule",
-    "budget": "the daily time budget is used up",
-    "override-allow": "allowed for a while by a parent",
-    "override-block": "blocked for a while by a parent",
-    "pause": "the internet is paused",
-    "bypass": "a way around the filter",
-    "safe-search": "rewritten to safe search",
+    "": N_("nothing matched: allowed"),
+    "allow": N_("on the profile's allow list"),
+    "deny": N_("on the profile's deny list"),
+    "category": N_("in a blocked category"),
+    "service": N_("a blocked service"),
+    "schedule": N_("blocked by a schedule"),
+    "budget": N_("the daily time budget is used up"),
+    "override-allow": N_("allowed for a while by a parent"),
+    "override-block": N_("blocked for a while by a parent"),
+    "pause": N_("the internet is paused"),
+    "bypass": N_("a way around the filter"),
+    "safe-search": N_("rewritten to safe search"),
 }
 
 
 def reason_words(row: dict[str, Any]) -> str:
-    text = _(REASONS.get(row.get("reason") or "", "blocked"))
+    text = _(REASONS.get(row.get("reason") or "", N_("blocked")))
     detail = row.get("category") or row.get("service") or row.get("schedule") or row.get("list") or ""
     return f"{text} ({detail})" if detail else text
 
@@ -636,7 +647,7 @@ async def profile_page(request: web.Request) -> web.StreamResponse:
     usage: list[dict[str, Any]] = next((p["usage"] for p in state["profiles"] if p["name"] == profile["name"]), [])
     budgets = {b["target"]: b["minutes"] for b in profile["budgets"]}
     return render(request, "profile.html", {"p": profile, "state": state, "usage": usage, "budgets": budgets,
-                                            "days": ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+                                            "days": [(d, _(label)) for d, label in DAY_LABELS]})
 
 
 async def profile_filters(request: web.Request) -> web.StreamResponse:
