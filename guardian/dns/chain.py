@@ -49,6 +49,10 @@ class Query:
     rcode: int = 0
     reply: Any = None  # the upstream reply (wire.Reply) when one was fetched
     cnames: tuple[str, ...] = ()  # CNAME targets in the answer (for CNAME-chain policy)
+    # Where the answer's record TTLs are, when a step below knows (cache, upstream):
+    # (offset from ttl_base, TTL) pairs, so a TTL cap is applied without parsing.
+    ttls: list[tuple[int, int]] | None = None
+    ttl_base: int = 0
     addr: Any = None  # the transport's address to answer (UDP)
     # Packet cache (server.py): until when this exact answer may be sent again to the
     # same client for the same query bytes, and what to do each time it is (log it).

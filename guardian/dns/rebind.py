@@ -144,4 +144,5 @@ class Rebind:
                      "(add the domain to dns.rebind_allow if it is the household's own)", query.q.name)
         query.reply = reply
         query.cnames = tuple(reply.cnames)
+        query.ttls, query.ttl_base = reply.ttls, reply.question_end
         return screened

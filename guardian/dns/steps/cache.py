@@ -34,12 +34,14 @@ class CacheStep:
             # The TTLs written are right until the next whole second of the entry's age.
             query.reuse_until = min(entry.expires, entry.stored + int(now - entry.stored) + 1)
             query.cnames = entry.cnames
+            query.ttls, query.ttl_base = entry.ttls, 12 + len(q.question)
             return render(entry, q, now)
         if self.pool is not None and self.pool.all_down():
             stale = self.cache.get_stale(q.key, now)
             if stale is not None:
                 query.source = "stale"
                 query.rcode = stale.rcode
+                query.ttls, query.ttl_base = stale.ttls, 12 + len(q.question)
                 return render(stale, q, now, stale=True)
         return self._fetch(query, nxt(query))
 
@@ -53,6 +55,7 @@ class CacheStep:
             if stale is not None:
                 query.source = "stale"
                 query.rcode = stale.rcode
+                query.ttls, query.ttl_base = stale.ttls, 12 + len(q.question)
                 return render(stale, q, now, stale=True)
             log.debug("SERVFAIL for %s: %s", q.name, exc)
             query.source = "servfail"

@@ -46,6 +46,7 @@ class Forward:
         reply, upstream = await asyncio.shield(future)
         query.reply = reply
         query.cnames = tuple(reply.cnames)
+        query.ttls, query.ttl_base = reply.ttls, 12 + len(q.question)
         query.source = "upstream"
         query.upstream = upstream
         query.rcode = reply.rcode

@@ -241,7 +241,7 @@ class Policy:
                 query.reuse_until = 0.0  # each query counts toward the budget: no packet reuse
             cap = self.ttl_cap(query, decision)
             if cap is not None:
-                answer = cap_ttls(answer, cap)
+                answer = cap_ttls(answer, cap, query.ttls, query.ttl_base)
                 # The packet cache may resend these bytes for up to a second: fine while
                 # the boundary is further off than that, which is nearly always.
                 if cap <= 2:
@@ -319,6 +319,14 @@ class Policy:
         return cap_ttls(packed, cap) if cap is not None else packed
 
 
+def filters(profile: Any) -> bool:
+    """True when ``profile`` filters anything (its devices get short TTLs)."""
+    return profile is not None and bool(
+        profile.categories or profile.services or profile.deny or profile.schedules or profile.budgets
+        or profile.safe_search or profile.youtube != "off" or profile.bypass_protection
+    )
+
+
 _SOAS: dict[int, bytes] = {}
 
 
@@ -337,8 +345,19 @@ def _dnslib_name(wire: bytes) -> str:
     return wire_to_text(wire) + "."
 
 
-def cap_ttls(answer: bytes, cap: int) -> bytes:
-    """``answer`` with no record TTL above ``cap`` seconds (schedule boundaries)."""
+def cap_ttls(answer: bytes, cap: int, ttls: list[tuple[int, int]] | None = None, base: int = 0) -> bytes:
+    """``answer`` with no record TTL above ``cap`` seconds (schedule boundaries, the
+    filtered-profile cap). ``ttls`` (offset from ``base``, TTL) says where the TTLs
+    are when the step that made the answer knows; else the answer is parsed."""
+    if ttls is not None:
+        body: bytearray | None = None
+        for off, _ttl in ttls:
+            at = base + off
+            if U32.unpack_from(answer, at)[0] > cap:
+                if body is None:
+                    body = bytearray(answer)
+                U32.pack_into(body, at, cap)
+        return answer if body is None else bytes(body)
     try:
         reply = parse_reply(answer)
     except WireError:
