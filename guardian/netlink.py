@@ -36,11 +36,14 @@ def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
-def parse_neighbours(data: bytes, family: int = socket.AF_INET6) -> tuple[dict[str, str], bool]:
+def parse_neighbours(data: bytes, family: int = socket.AF_INET6,
+                     incomplete: bool = False) -> tuple[dict[str, str], bool]:
     """Address -> MAC from a chunk of ``RTM_NEWNEIGH`` messages; True once the dump is done.
 
     Entries without a link-layer address, still being resolved (INCOMPLETE), failed, or
-    NOARP (loopback, tunnels) are left out. MACs are lower case, colon separated.
+    NOARP (loopback, tunnels) are left out; with ``incomplete`` an entry being resolved
+    is kept with the MAC "" (the kernel is asking: the address is on the link). MACs
+    are lower case, colon separated.
     """
     found: dict[str, str] = {}
     offset = 0
@@ -73,15 +76,20 @@ def parse_neighbours(data: bytes, family: int = socket.AF_INET6) -> tuple[dict[s
                 elif atype == NDA_LLADDR and len(value) == 6:
                     mac = value.hex(":")
                 at += _align(alen)
-            if (fam == family and address and mac and mac != "00:00:00:00:00:00"
-                    and not state & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP)):
+            if fam != family or not address or state & (NUD_FAILED | NUD_NOARP):
+                pass
+            elif state & NUD_INCOMPLETE:
+                if incomplete:
+                    found[address] = ""
+            elif mac and mac != "00:00:00:00:00:00":
                 found[address] = mac
         offset += _align(length)
     return found, False
 
 
-def neighbours(family: int = socket.AF_INET6, timeout: float = 0.5) -> dict[str, str]:
-    """The kernel's neighbour table of ``family`` now: address (no scope) -> MAC.
+def neighbours(family: int = socket.AF_INET6, timeout: float = 0.5, incomplete: bool = False) -> dict[str, str]:
+    """The kernel's neighbour table of ``family`` now: address (no scope) -> MAC
+    (with ``incomplete``, "" for an address being resolved).
 
     Blocking, but bounded by ``timeout`` seconds; raises OSError (NetlinkError) when
     netlink is not available or answers nonsense.
@@ -97,7 +105,7 @@ def neighbours(family: int = socket.AF_INET6, timeout: float = 0.5) -> dict[str,
             chunk = sock.recv(1 << 16)
             if not chunk:
                 raise NetlinkError("netlink closed during the neighbour dump")
-            found, done = parse_neighbours(chunk, family)
+            found, done = parse_neighbours(chunk, family, incomplete)
             table.update(found)
             if done:
                 return table

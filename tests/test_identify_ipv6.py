@@ -6,6 +6,7 @@ Topology, in network namespaces this module creates (no route out of them):
 
     kid    (k0 b8:27:eb:12:34:56, fd78::2, fe80::...) ─┐
     guest  (q0 b8:27:eb:00:00:77, fd78::3)             ─┴─ br0 in "guardian" (fd78::1)
+    the guest also routes fd79::/64 (a client behind a router: never a neighbour)
 
 ``guardian run`` runs inside the guardian namespace; its only upstream is a closed port
 on that namespace's loopback, so a name the Kid profile blocks answers NXDOMAIN and the
@@ -58,7 +59,9 @@ class Net:
         sh("ip", "-n", k, "addr", "add", "fd78::2/64", "dev", "k0", "nodad")
         sh("ip", "-n", k, "link", "set", "k0", "up")
         sh("ip", "-n", q, "addr", "add", "fd78::3/64", "dev", "q0", "nodad")
+        sh("ip", "-n", q, "addr", "add", "fd79::3/64", "dev", "lo", "nodad")
         sh("ip", "-n", q, "link", "set", "q0", "up")
+        sh("ip", "-n", g, "-6", "route", "add", "fd79::/64", "via", "fd78::3")
 
     def destroy(self) -> None:
         for name in (self.g, self.k, self.q):
@@ -88,7 +91,7 @@ dns:
   listen: ["[::]:{port}"]
   upstreams: ["udp://127.0.0.1:9"]
   upstream_timeout: 0.5
-  allow_clients: [fd78::/64, fe80::/10]
+  allow_clients: [fd78::/64, fd79::/64, fe80::/10]
   rate_limit: 0
 dashboard: {{enabled: false}}
 data_dir: {var}
@@ -156,3 +159,13 @@ def test_the_link_local_address_keeps_the_devices_profile(net: Net) -> None:
     # A link-local server: the kernel sends from the client's link-local address.
     assert net.dig(net.k, None, f"{box}%k0") == "NXDOMAIN"
     assert net.dig(net.q, None, f"{box}%q0") == "SERVFAIL"
+
+
+def test_a_routed_client_is_not_kept_waiting(net: Net) -> None:
+    """Behind a router an address never becomes a neighbour: its probe gives up at once."""
+    started = time.monotonic()
+    assert net.dig(net.q, "fd79::3", "fd78::1", "first.example") == "SERVFAIL"  # the default profile
+    assert time.monotonic() - started < 2.5
+    out = sh("ip", "netns", "exec", net.q, "dig", "-p", str(PORT), "@fd78::1", "-b", "fd79::3", "second.example",
+             "+tries=1", "+time=3", check=False).stdout
+    assert "status: SERVFAIL" in out

@@ -91,3 +91,36 @@ def test_an_address_is_probed_once_a_minute():
     n = Neighbours(read6=FakeTable())
     assert n.may_probe("fd78::5") and not n.may_probe("fd78::5")
     assert n.may_probe("fd78::6")
+
+
+def test_parse_keeps_addresses_being_resolved_when_asked():
+    data = _neigh("fd78::9", None, NUD_INCOMPLETE) + _neigh("fd78::2", "b8:27:eb:12:34:56", NUD_REACHABLE) + DONE
+    assert parse_neighbours(data, incomplete=True) == ({"fd78::9": "", "fd78::2": "b8:27:eb:12:34:56"}, True)
+
+
+def test_an_address_being_resolved_is_a_miss():
+    table = FakeTable()
+    table.table["fd78::9"] = ""
+    assert Neighbours(read6=table).mac("fd78::9") is None
+
+
+def test_a_probe_waits_for_the_kernel_only_while_it_resolves():
+    import asyncio
+    import time
+
+    class Resolving(FakeTable):
+        def __call__(self) -> dict[str, str]:
+            self.reads += 1
+            return {"::1": "b8:27:eb:12:34:56" if self.reads >= 3 else ""}
+
+    on_link = Resolving()
+    assert asyncio.run(Neighbours(read6=on_link).probe("::1")) == "b8:27:eb:12:34:56" and on_link.reads == 3
+    off_link = FakeTable()  # no entry even after the probe went out: not on the link
+    started = time.monotonic()
+    assert asyncio.run(Neighbours(read6=off_link, probe_wait=1.0).probe("::1")) is None
+    assert off_link.reads == 1 and time.monotonic() - started < 0.5
+    never = FakeTable()
+    never.table["::1"] = ""  # the kernel never gets an answer: the wait is bounded
+    started = time.monotonic()
+    assert asyncio.run(Neighbours(read6=never, probe_wait=0.05).probe("::1")) is None
+    assert time.monotonic() - started < 0.5

@@ -56,7 +56,7 @@ class Neighbours:
         self.miss_interval = miss_interval  # seconds between re-reads caused by misses
         self.probe_wait = probe_wait  # seconds a probed query waits for the kernel at most
         self.probe_every = probe_every  # seconds before the same address is probed again
-        self._read6 = read6 or netlink.neighbours
+        self._read6 = read6 or _kernel_table6
         self._table: dict[str, str] = {}
         self._read_at = -1e9
         self._table6: dict[str, str] = {}
@@ -90,17 +90,14 @@ class Neighbours:
             return self._mac4(address[7:])
         if address == "::1" or self._v6_broken:
             return None
-        found = self._table6.get(address)
-        if found is not None:
-            if time.monotonic() - self._read6_at <= self.refresh6:
-                return found
-            self._reread6(time.monotonic())
-            return self._table6.get(address)
+        found = self._table6.get(address)  # "": the kernel is resolving it
         now = time.monotonic()
         age = now - self._read6_at
-        if age > self.refresh6 or age > self.miss_interval:
+        if found and age <= self.refresh6:
+            return found
+        if found or age > self.miss_interval:
             self._reread6(now)
-            return self._table6.get(address)
+            return self._table6.get(address) or None
         return None
 
     def _reread6(self, now: float) -> None:
@@ -140,17 +137,24 @@ class Neighbours:
         except OSError as exc:
             log.debug("dns: cannot probe %s: %s", ip, exc)
             return None
+        address = ip.split("%", 1)[0]
         deadline = time.monotonic() + self.probe_wait
         while True:
-            await asyncio.sleep(0.003)
             now = time.monotonic()
             self._reread6(now)
-            found = self._table6.get(ip.split("%", 1)[0])
-            if found is not None or now >= deadline:
-                return found
+            found = self._table6.get(address)
+            # None: no entry even now that the kernel sent to it, so the address is not
+            # on the link (a routed client, a failed one): waiting would not help.
+            if found is None or found or now >= deadline:
+                return found or None
+            await asyncio.sleep(0.003)
 
 
 DISCARD_PORT = 9  # RFC 863: a probe's datagram is thrown away (or answered "unreachable")
+
+
+def _kernel_table6() -> dict[str, str]:
+    return netlink.neighbours(incomplete=True)
 
 
 DeviceHint = Callable[[str], tuple[str | None, str | None]]  # ip -> (MAC, hostname) from discovery
