@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,11 @@ def _edit(service: HouseholdService, payload: dict[str, Any], edit: Callable[[di
 
     new = service._commit(change, origin=PARENT)
     return revision(new.household)
+
+
+def _finite(until: float) -> float | None:
+    """An override's end for JSON: None for "until resumed" (JSON has no infinity)."""
+    return None if math.isinf(until) else until
 
 
 def _profile(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -122,8 +128,9 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
             bonus = snap.bonus.get(p.name, 0.0)
             profiles.append({
                 "name": p.name,
-                "paused_until": paused if paused > now else None,
-                "bonus_until": bonus if bonus > now else None,
+                "paused": paused > now,
+                "paused_until": _finite(paused) if paused > now else None,  # None when paused: until resumed
+                "bonus_until": _finite(bonus) if bonus > now else None,
                 "schedules_active": active,
                 "next_boundary": min(boundaries) if boundaries else None,
                 "usage": usage.get(p.name, []),
@@ -132,9 +139,10 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
         data = household_to_dict(h)
         for d in data["devices"]:
             until = snap.paused_devices.get(d["name"], 0.0)
-            d["paused_until"] = until if until > now else None
+            d["paused"] = until > now
+            d["paused_until"] = _finite(until) if until > now else None
         overrides = [{"kind": o.kind, "target": o.target, "domain": o.domain,
-                      "until": None if o.until == float("inf") else o.until, "created": o.created}
+                      "until": _finite(o.until), "created": o.created}
                      for o in snap.overrides if o.until > now]
         return {
             "household": data,

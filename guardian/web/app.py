@@ -452,11 +452,10 @@ def profile_cards(state: dict[str, Any], online: list[dict[str, Any]], zone: Zon
     by_device = {c["device"] for c in online if c["device"]}
     cards = []
     for p in state["profiles"]:
-        if p["paused_until"] is not None or any(o["kind"] == "pause-profile" and o["target"] == p["name"]
-                                                for o in state["overrides"]):
+        if p["paused"]:
             until = p["paused_until"]
             status = ("paused", _("Paused until %(time)s") % {"time": when(until, zone, now)}
-                      if until and until != float("inf") else _("Paused until resumed"))
+                      if until is not None else _("Paused until resumed"))
         elif p["bonus_until"]:
             status = ("bonus", _("Bonus time until %(time)s") % {"time": when(p["bonus_until"], zone, now)})
         elif p["schedules_active"]:

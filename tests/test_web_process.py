@@ -1,0 +1,97 @@
+"""``guardian run`` starts the dashboard as its own process and stops it; ``guardian web
+reset-password`` sets a forgotten password on the box's shell and signs the account out."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ZONE, dig, free_port
+from fakedns import FakeDns
+from webdash import CONFIG, wait_http
+
+from guardian.web.accounts import Accounts
+
+pytestmark = pytest.mark.slow
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def test_guardian_run_starts_the_dashboard_process_and_stops_it(tmp_path: Path) -> None:
+    upstream = FakeDns(zone=dict(ZONE)).start()
+    dns_port, web_port = free_port(), free_port(socket.SOCK_STREAM)
+    config = tmp_path / "guardian.yaml"
+    config.write_text(CONFIG.format(dns_port=dns_port, up_port=upstream.port, web_port=web_port,
+                                    data=tmp_path / "var"))
+    run = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--config", str(config)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_http(web_port, run, 60)
+        assert dig(dns_port, "kids.example").values == ["198.51.100.7"]
+        conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=5)
+        conn.request("GET", "/healthz", headers={"Host": f"127.0.0.1:{web_port}"})
+        assert conn.getresponse().read() == b'{"ok": true, "dns": "up"}'
+        web = [c for c in children_of(run.pid) if b"web" in Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")]
+        assert len(web) == 1, "the dashboard is not a child of guardian run"
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(30) == 0
+        time.sleep(0.2)
+        assert not Path(f"/proc/{web[0]}").exists() or b"zombie" in Path(f"/proc/{web[0]}/status").read_bytes()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        upstream.stop()
+
+
+def test_dashboard_enabled_false_starts_none(tmp_path: Path) -> None:
+    upstream = FakeDns(zone=dict(ZONE)).start()
+    dns_port, web_port = free_port(), free_port(socket.SOCK_STREAM)
+    config = tmp_path / "guardian.yaml"
+    text = CONFIG.format(dns_port=dns_port, up_port=upstream.port, web_port=web_port, data=tmp_path / "var")
+    config.write_text(text.replace("dashboard:\n", "dashboard:\n  enabled: false\n"))
+    run = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--config", str(config)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 60
+        while dig(dns_port, "kids.example").status != "NOERROR":
+            assert time.monotonic() < end
+            time.sleep(0.2)
+        assert [c for c in children_of(run.pid)
+                if b"web" in Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")] == []
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", web_port), timeout=2).close()
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(30)
+        upstream.stop()
+
+
+def test_reset_password_on_the_shell(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    config = tmp_path / "guardian.yaml"
+    config.write_text(f"data_dir: {data}\n")
+    data.mkdir()
+    accounts = Accounts(data / "web.db")
+    account = accounts.create("Alex", "correct horse battery")
+    accounts.open_session(account, "127.0.0.1", "test")
+    cmd = [sys.executable, "-m", "guardian", "web", "reset-password"]
+    missing = subprocess.run([*cmd, "Nobody", "--config", str(config)], input="another good secret\n", capture_output=True, text=True)
+    assert missing.returncode == 1 and "no dashboard account is called 'Nobody' (accounts: 'Alex')" in missing.stderr
+    weak = subprocess.run([*cmd, "Alex", "--config", str(config)], input="short\n", capture_output=True, text=True)
+    assert weak.returncode == 1 and "10 characters" in weak.stderr
+    done = subprocess.run([*cmd, "Alex", "--config", str(config)], input="another good secret\n", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert accounts.check("Alex", "another good secret") is not None
+    assert accounts.check("Alex", "correct horse battery") is None
+    assert accounts.sessions(account.id) == []  # signed out everywhere
+    assert accounts.audit_log()[0]["action"] == "password reset"
