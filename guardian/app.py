@@ -98,7 +98,7 @@ def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: Pol
         local,  # the box's own name never leaves the house
         Policy(policy, local, observe, clock, filtered_max_ttl=dns.filtered_max_ttl),  # the parent's rules
         cache_step,  # below policy (once it lands), so a parent's change applies at once
-        Rebind(dns.rebind_allow, dns.local_names),  # above the network: the cache keeps screened answers
+        Rebind(dns.rebind_allow, dns.local_names, policy),  # above the network: the cache keeps screened answers
         forward,  # last: the network
     ]
     return Pipeline(guard, local, cache_step, forward, pool, build_chain(steps))

@@ -21,6 +21,7 @@ data_dir: {var}
 {dns}
 household:
   default_profile: Adult
+  local_domain: box.example
   profiles:
     - name: Child
       categories: [adult]
@@ -78,6 +79,7 @@ def test_the_households_own_names_keep_their_private_addresses(make_guardian, up
         "router.lan": "192.168.1.1",  # the box's own domain (guardian.lan)
         "nas.home.arpa": "192.168.1.5",  # RFC 8375's home network domain
         "nas": "192.168.1.6",  # a single-label LAN name
+        "printer.box.example": "192.168.1.7",  # the household's local_domain (its DHCP domain)
     }
     for name, address in own.items():
         upstream.zone[name] = [("A", address)]

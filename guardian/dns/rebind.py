@@ -8,8 +8,9 @@ AAAA records holding a private, loopback, link-local, CGNAT or unspecified addre
 (IPv4-mapped and NAT64 forms included) are removed, the rest of the answer stays
 (a name left with no address is answered NODATA, as Unbound does). Names the
 household runs itself keep their addresses: single-label names, the LAN-only
-domains (``lan``, ``home.arpa``, ``local``...), the box's own domain and every domain
-in ``dns.rebind_allow``, with their subdomains.
+domains (``lan``, ``home.arpa``, ``local``...), the box's own domain (of its local
+names, and the household's ``local_domain``) and every domain in ``dns.rebind_allow``,
+with their subdomains.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from dnslib import QTYPE, DNSRecord
 
@@ -91,7 +93,7 @@ class Rebind:
 
     LOG_EVERY = 10.0  # seconds between log lines about dropped answers
 
-    def __init__(self, allow: Iterable[str] = (), local_names: Iterable[str] = ()) -> None:
+    def __init__(self, allow: Iterable[str] = (), local_names: Iterable[str] = (), holder: Any = None) -> None:
         domains = {d.lower().rstrip(".") for d in allow if d}
         domains.update(LAN_DOMAINS)
         for name in local_names:  # guardian.lan -> lan; guardian.home.example.net -> home.example.net
@@ -99,6 +101,7 @@ class Rebind:
             if dot and parent:
                 domains.add(parent)
         self.allow = frozenset(domains)
+        self.holder = holder  # the policy's snapshot holder: the household's local_domain
         self.dropped = 0  # answers that lost records
         self._last_log = -1e9
 
@@ -106,6 +109,10 @@ class Rebind:
         """True for names whose private addresses are the household's own."""
         if "." not in name:
             return True  # a single-label LAN name ("nas", "router")
+        if self.holder is not None:
+            own = self.holder.current.household.local_domain
+            if own and (name == own or name.endswith("." + own)):
+                return True
         allow = self.allow
         suffix = name
         while True:
@@ -132,6 +139,7 @@ class Rebind:
             record.rr = [rr for rr in record.rr if not _is_private_rr(rr)]
             record.auth = [rr for rr in record.auth if not _is_private_rr(rr)]
             record.ar = [rr for rr in record.ar if not _is_private_rr(rr)]
+            record.header.ad = 0  # no longer the answer as validated upstream
             screened = bytes(record.pack())
             reply = parse_reply(screened)
         except Exception as exc:  # noqa: BLE001 - an answer that cannot be screened is not passed on
