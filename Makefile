@@ -56,6 +56,7 @@ bench: test-debs $(BIN)/.test-installed
 	$(BIN)/python tests/perf/bench_matcher.py
 	$(BIN)/python tests/perf/bench_store.py
 	$(BIN)/python tests/perf/bench_soak.py --minutes 6
+	$(BIN)/python tests/perf/bench_web.py --rows 1000000
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

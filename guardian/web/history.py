@@ -89,10 +89,16 @@ class History:
 
     def clients(self, since: float) -> list[dict[str, Any]]:
         """Addresses that asked since ``since``, with the device name the log knew them by."""
+        # One index lookup (queries_client_time) per client row: the clients table holds a
+        # row per (address, MAC, device name), a few hundred, whatever the log's length.
         rows = self._rows(
-            "SELECT c.ip, c.mac, c.device, max(q.time) FROM queries q JOIN clients c ON c.id = q.client_id"
-            " WHERE q.time >= ? GROUP BY c.ip, c.mac ORDER BY max(q.time) DESC LIMIT 200", (since,))
-        return [{"ip": r[0], "mac": r[1], "device": r[2], "last_seen": r[3]} for r in rows]
+            "SELECT ip, mac, device, last FROM (SELECT c.ip, c.mac, c.device,"
+            " (SELECT max(q.time) FROM queries q WHERE q.client_id = c.id) AS last FROM clients c)"
+            " WHERE last >= ? ORDER BY last DESC", (since,))
+        newest: dict[tuple[str, str], dict[str, Any]] = {}
+        for ip, mac, device, last in rows:  # newest first: the name it was last logged under wins
+            newest.setdefault((ip, mac), {"ip": ip, "mac": mac, "device": device, "last_seen": last})
+        return list(newest.values())[:200]
 
     def registry(self) -> list[dict[str, Any]]:
         """Discovery's device registry as the writer stored it."""
