@@ -10,7 +10,8 @@ same socket by the daemon (``dashboard_actions(guardian)``):
 - ``devices``: the live device registry (discovery's, also in ``anonymous`` mode);
 - ``explain``: run the decision now for an address (or a device/profile) and a name;
 - fine-grained writes on one profile or device (``profile-set``, ``profile-list``,
-  ``schedule-add``/``schedule-remove``, ``budget-set``, ``device-set``, ``device-remove``).
+  ``schedule-add``/``schedule-remove``, ``budget-set``, ``profile-add`` (from a template),
+  ``profile-remove``, ``device-set``, ``device-remove``).
 
 Every write is one function of the household applied inside the service's commit (its
 lock held): nothing is edited by export -> modify -> import, and a write that names the
@@ -63,7 +64,7 @@ def _edit(service: HouseholdService, payload: dict[str, Any], edit: Callable[[di
             raise ChangedMeanwhile("the household was changed meanwhile: reload and try again")
         data = household_to_dict(snap.household)
         edit(data)
-        household, problems = household_from_config(data, None, categories=service.categories,
+        household, problems = household_from_config(data, service.templates, categories=service.categories,
                                                     services=service.services)
         if problems:
             raise ConfigError(problems)
@@ -154,7 +155,8 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
                            for c in rules.categories.values()],
             "services": [{"id": s.id, "name": s.name, "category": getattr(s, "category", "")}
                          for s in rules.services.values()],
-            "templates": sorted(rules.template_profiles()),
+            "templates": [{"id": t.id, "name": t.name, "description": t.description}
+                          for t in rules.templates.values()],
             "revision": revision(h),
             "zone": str(zone),
             "now": now,
@@ -324,6 +326,35 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
 
         return _edit(service, payload, edit)
 
+    def profile_add(payload: dict[str, Any]) -> str:
+        """A new profile from a template (one per child: usage and budgets are per profile)."""
+        name = str(payload["name"]).strip()
+        template = str(payload.get("template") or "")
+        if not name or len(name) > 40:
+            raise GuardianError("a profile name is 1 to 40 characters")
+
+        def edit(data: dict[str, Any]) -> None:
+            if any(p["name"].casefold() == name.casefold() for p in data["profiles"]):
+                raise GuardianError(f"a profile is already called {name!r}")
+            data["profiles"] = [*data["profiles"], {"name": name, **({"template": template} if template else {})}]
+
+        return _edit(service, payload, edit)
+
+    def profile_remove(payload: dict[str, Any]) -> str:
+        """Remove a profile that no device uses and that is not the default."""
+        name = str(payload["name"])
+
+        def edit(data: dict[str, Any]) -> None:
+            _profile(data, name)
+            if data.get("default_profile") == name:
+                raise GuardianError(f"{name} is the profile of unknown devices: choose another one first")
+            users = [d["name"] for d in data["devices"] if d["profile"] == name]
+            if users:
+                raise GuardianError(f"{name} still has devices: {', '.join(users)}")
+            data["profiles"] = [p for p in data["profiles"] if p["name"] != name]
+
+        return _edit(service, payload, edit)
+
     def writer(fn: Callable[[dict[str, Any]], str], message: str) -> Action:
         async def act(payload: dict[str, Any]) -> dict[str, Any]:
             rev = await run(fn, payload)
@@ -339,6 +370,8 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
         "schedule-add": writer(schedule_add, "schedule added"),
         "schedule-remove": writer(schedule_remove, "schedule removed"),
         "budget-set": writer(budget_set, "budget saved"),
+        "profile-add": writer(profile_add, "profile added"),
+        "profile-remove": writer(profile_remove, "profile removed"),
         "device-set": writer(device_set, "device saved"),
         "device-remove": writer(device_remove, "device forgotten"),
     }

@@ -192,6 +192,31 @@ def test_arabic_is_right_to_left_and_french_comes_from_the_browser(page: Page, b
     assert p.get_attribute("html", "dir") == "ltr"
 
 
+def test_add_a_child_from_a_template_then_ask_whether_a_site_is_blocked(page: Page, dash) -> None:
+    p = page.login()
+    form = p.locator("form[action='/profiles']")
+    form.locator("input[name='name']").fill("Lou")
+    form.locator("select[name='template']").select_option("young-child")
+    form.locator("button").click()
+    p.wait_for_url(dash.url + "/")
+    assert _card(p, "Lou").count() == 1
+    page.go("/activity")
+    check = p.locator("form", has=p.locator("input[name='check']"))
+    check.locator("input[name='check']").fill("www.3movs.com")  # on the bundled adult list
+    check.locator("select[name='profile']").select_option("Child")
+    check.locator("button").click()
+    assert "Blocked: in a blocked category (adult)" in p.inner_text(".check")
+    check = p.locator("form", has=p.locator("input[name='check']"))
+    check.locator("input[name='check']").fill("kids.example")
+    check.locator("select[name='profile']").select_option("Adult")
+    check.locator("button").click()
+    assert p.inner_text(".check").startswith("Allowed")
+    page.go("/profiles/Lou")
+    p.click("form[action='/profiles/Lou/remove'] button")
+    p.wait_for_url(dash.url + "/")
+    assert _card(p, "Lou").count() == 0
+
+
 @pytest.mark.parametrize("width", [375, 1280])
 def test_every_page_at_phone_and_desktop_width(browser, dash, width: int) -> None:
     dash.daemon.call(_assign(dash))

@@ -197,7 +197,9 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     r.add_post("/devices/forget", device_forget)
     r.add_get("/activity", activity_page)
     r.add_post("/activity/allow", activity_allow)
+    r.add_post("/profiles", profile_add)
     r.add_get("/profiles/{name}", profile_page)
+    r.add_post("/profiles/{name}/remove", profile_remove)
     r.add_post("/profiles/{name}/filters", profile_filters)
     r.add_post("/profiles/{name}/list", profile_list)
     r.add_post("/profiles/{name}/schedule", profile_schedule)
@@ -613,8 +615,25 @@ async def activity_page(request: web.Request) -> web.StreamResponse:
     for e in events:
         e["when"] = when(e["last"], zone, now)
     more = rows[-1]["id"] if len(rows) >= 50 else None
+    check = await explain(request, state)
     return render(request, "activity.html", {"rows": rows, "filter": f, "more": more, "events": events,
-                                             "profiles": [p["name"] for p in state["profiles"]]})
+                                             "profiles": [p["name"] for p in state["profiles"]], "check": check})
+
+
+async def explain(request: web.Request, state: dict[str, Any]) -> dict[str, Any] | None:
+    """"Would this site be blocked for this profile, now?" (the daemon's decision, run now)."""
+    name = request.query.get("check", "").strip()[:253]
+    profile = request.query.get("profile", "")
+    if not name or profile not in {p["name"] for p in state["profiles"]}:
+        return None
+    try:
+        data = await request.app[CONTROL].data("explain", name=name, profile=profile)
+    except ActionFailed as exc:
+        return {"name": name, "profile": profile, "error": str(exc)}
+    d = data["decision"]
+    words = reason_words({**d, "list": d.get("list_name")}) if d["reason"] else _(REASONS[""])
+    return {"name": name, "profile": profile, "blocked": d["action"] == "block", "why": words,
+            "rule": d.get("rule") or "", "error": ""}
 
 
 async def activity_allow(request: web.Request) -> web.StreamResponse:
@@ -647,6 +666,19 @@ async def profile_page(request: web.Request) -> web.StreamResponse:
     budgets = {b["target"]: b["minutes"] for b in profile["budgets"]}
     return render(request, "profile.html", {"p": profile, "state": state, "usage": usage, "budgets": budgets,
                                             "days": [(d, _(label)) for d, label in DAY_LABELS]})
+
+
+async def profile_add(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    name, template = data.get("name", "").strip(), data.get("template", "")
+    await act(request, "profile-add", ("profile added", name, template), name=name, template=template)
+    raise web.HTTPSeeOther("/")
+
+
+async def profile_remove(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    await act(request, "profile-remove", ("profile removed", name, ""), name=name)
+    raise web.HTTPSeeOther("/")
 
 
 async def profile_filters(request: web.Request) -> web.StreamResponse:
