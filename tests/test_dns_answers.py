@@ -112,6 +112,21 @@ def _https_reply(target: str):
     return reply
 
 
+def test_private_address_hints_in_https_records_are_dropped(make_guardian, upstream, tmp_path):
+    def reply(data: bytes) -> bytes:
+        request = DNSRecord.parse(data)
+        out = request.reply()
+        out.add_answer(RR(request.q.qname, QTYPE.HTTPS, ttl=300, rdata=HTTPS.fromZone(
+            ["1", ".", "alpn=h2", "ipv4hint=192.168.1.1,93.184.216.34", "ipv6hint=fe80::1"])))
+        return out.pack()
+    upstream.replies["hint.example"] = reply
+    g = start(make_guardian, upstream, tmp_path)
+    result = dig(g.port(), "hint.example", "HTTPS")
+    answer = result.text.split("ANSWER SECTION")[-1]
+    assert "ipv4hint=93.184.216.34" in answer and "alpn" in answer, result.text
+    assert "192.168.1.1" not in answer and "ipv6hint" not in answer
+
+
 def test_an_https_record_pointing_at_a_blocked_name_is_blocked(make_guardian, upstream, tmp_path):
     upstream.replies["front.example"] = _https_reply("edge.blocked-target.example")
     upstream.replies["fine.example"] = _https_reply("edge.fine-cdn.example")

@@ -5,7 +5,8 @@ browser to talk to the router, the box itself or the dashboard as if it were the
 same site (DNS rebinding). Like dnsmasq's ``stop-dns-rebind`` and Unbound's
 ``private-address``, upstream answers are screened before they are cached: A and
 AAAA records holding a private, loopback, link-local, CGNAT or unspecified address
-(IPv4-mapped and NAT64 forms included) are removed, the rest of the answer stays
+(IPv4-mapped and NAT64 forms included) are removed, and so are such addresses among
+the ipv4hint/ipv6hint of HTTPS and SVCB records; the rest of the answer stays
 (a name left with no address is answered NODATA, as Unbound does). Names the
 household runs itself keep their addresses: single-label names, the LAN-only
 domains (``lan``, ``home.arpa``, ``local``...), the box's own domain (of its local
@@ -24,7 +25,7 @@ from dnslib import QTYPE, DNSRecord
 
 from .chain import Answer, Next, Query, then
 from .upstream import UpstreamFailure
-from .wire import HEADER, RR_FIXED, T_A, T_AAAA, parse_reply, skip_name
+from .wire import HEADER, RR_FIXED, T_A, T_AAAA, T_HTTPS, T_SVCB, U16, parse_reply, skip_name
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,44 @@ def private_records(data: bytes) -> bool:
             return True
         if rtype == T_AAAA and rdlen == 16 and private_v6(data[rdata:pos]):
             return True
+        if rtype in (T_SVCB, T_HTTPS) and rdlen > 2 and _private_hints(data, skip_name(data, rdata + 2), pos):
+            return True
     return False
+
+
+def _private_hints(data: bytes, at: int, end: int) -> bool:
+    """True when the SvcParams in ``data[at:end]`` hint at a private address."""
+    while at + 4 <= end:
+        key, length = U16.unpack_from(data, at)[0], U16.unpack_from(data, at + 2)[0]
+        value = data[at + 4 : at + 4 + length]
+        at += 4 + length
+        if key == _IPV4HINT and any(private_v4(value[i : i + 4]) for i in range(0, len(value) - 3, 4)):
+            return True
+        if key == _IPV6HINT and any(private_v6(value[i : i + 16]) for i in range(0, len(value) - 15, 16)):
+            return True
+    return False
+
+
+_IPV4HINT, _IPV6HINT = 4, 6  # SvcParamKeys (RFC 9460)
+
+
+def _without_private_hints(rr: object) -> None:
+    """Drop private addresses from an HTTPS/SVCB record's hints (a hint left empty goes)."""
+    rdata = getattr(rr, "rdata", None)
+    params = getattr(rdata, "params", None)
+    if getattr(rr, "rtype", 0) not in (QTYPE.HTTPS, QTYPE.SVCB) or params is None:
+        return
+    kept = []
+    for key, value in params:
+        value = bytes(value)
+        if key == _IPV4HINT:
+            value = b"".join(value[i : i + 4] for i in range(0, len(value) - 3, 4) if not private_v4(value[i : i + 4]))
+        elif key == _IPV6HINT:
+            value = b"".join(value[i : i + 16] for i in range(0, len(value) - 15, 16)
+                             if not private_v6(value[i : i + 16]))
+        if value or key not in (_IPV4HINT, _IPV6HINT):
+            kept.append((key, bytearray(value)))
+    rdata.params = kept  # type: ignore[union-attr]
 
 
 def _is_private_rr(rr: object) -> bool:
@@ -139,6 +177,8 @@ class Rebind:
             record.rr = [rr for rr in record.rr if not _is_private_rr(rr)]
             record.auth = [rr for rr in record.auth if not _is_private_rr(rr)]
             record.ar = [rr for rr in record.ar if not _is_private_rr(rr)]
+            for rr in record.rr:
+                _without_private_hints(rr)
             record.header.ad = 0  # no longer the answer as validated upstream
             screened = bytes(record.pack())
             reply = parse_reply(screened)
