@@ -282,3 +282,36 @@ def test_the_api_documents_every_route_and_every_documented_route_exists(dash) -
     assert status == 200, text
     assert "Adult" in dash.daemon.daemon.policy.current.paused_profiles
     c.request("POST", "/act/resume", {"target": "Adult", "csrf": token})
+
+
+def test_api_tokens_act_for_their_account_until_revoked(dash) -> None:
+    c = Client(dash)
+    c.login()
+    token_page = c.request("POST", "/settings/tokens", {"csrf": c.csrf(), "name": "telco app", "current": PASSWORD})
+    assert token_page[0] == 200
+    token = re.search(r'<code class="token">(gdn_[^<]+)</code>', token_page[2])
+    assert token, "the new token is shown once"
+    value = token.group(1)
+    assert value.encode() not in (dash.data / "web.db").read_bytes()  # only its digest is kept
+    assert value not in c.request("GET", "/settings")[2]  # and never shown again
+
+    def api(method: str, path: str, body: dict | None = None, bearer: str = value):
+        return dash.http(method, path, json.dumps(body) if body is not None else "",
+                         {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"})
+
+    status, _, text, _ = api("GET", "/api/v1/state")
+    assert status == 200 and "Child" in text
+    status, _, text, _ = api("POST", "/api/v1/profiles/Adult/pause", {"seconds": 300})  # no CSRF token needed
+    assert status == 200, text
+    assert "Adult" in dash.daemon.daemon.policy.current.paused_profiles
+    api("POST", "/api/v1/profiles/Adult/resume", {})
+    audit = json.loads(api("GET", "/api/v1/audit")[2])
+    assert audit[0]["account"] == PARENT and audit[0]["action"] == "resume"
+    assert api("GET", "/api/v1/state", bearer="gdn_forged")[0] == 401
+    # A token is for the API only: pages still need a signed-in browser.
+    assert dash.http("GET", "/", "", {"Authorization": f"Bearer {value}"})[0] == 303
+    key = re.search(r'name="key" value="([0-9a-f]{64})"', c.request("GET", "/settings")[2][
+        c.request("GET", "/settings")[2].index("API tokens"):])
+    assert key
+    assert c.request("POST", "/settings/tokens/revoke", {"csrf": c.csrf(), "key": key.group(1)})[0] == 303
+    assert api("GET", "/api/v1/state")[0] == 401

@@ -29,7 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from ..errors import GuardianError
 
 DB_NAME = "web.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: API tokens
 IDLE_SECONDS = 12 * 3600  # a session unused this long ends
 ABSOLUTE_SECONDS = 30 * 86400  # and every session ends after this
 LOCK_AFTER = 5
@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, account_id INTEGER NOT
   created REAL NOT NULL, last_seen REAL NOT NULL, client TEXT NOT NULL DEFAULT '', agent TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, time REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS failures_key ON failures (key, time);
+CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, account_id INTEGER NOT NULL, name TEXT NOT NULL,
+  created REAL NOT NULL, last_used REAL);
 CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, time REAL NOT NULL, account TEXT NOT NULL,
   action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '');
 """
@@ -190,6 +192,7 @@ class Accounts:
             if conn.execute("SELECT count(*) FROM accounts").fetchone()[0] <= 1:
                 raise GuardianError("the last account cannot be removed")
             conn.execute("DELETE FROM sessions WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM tokens WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
         conn.close()
 
@@ -264,6 +267,38 @@ class Accounts:
             self._run("DELETE FROM sessions WHERE id = ?", (key,))
         else:
             self._run("DELETE FROM sessions WHERE id = ? AND account_id = ?", (key, account_id))
+
+    # -- API tokens (scripts, a telco's app) ----------------------------------------------
+
+    def create_token(self, account: Account, name: str) -> str:
+        """A new API token for ``account``: its value (shown once; only its digest is kept)."""
+        name = name.strip()[:40] or "token"
+        token = "gdn_" + secrets.token_urlsafe(32)
+        self._run("INSERT INTO tokens (id, account_id, name, created) VALUES (?, ?, ?, ?)",
+                  (digest(token), account.id, name, self.clock()))
+        return token
+
+    def token(self, value: str) -> Session | None:
+        """The account an API token acts as (as a session without CSRF token), or None."""
+        if not value.startswith("gdn_") or len(value) > 100:
+            return None
+        key = digest(value)
+        rows = self._run("SELECT t.id, a.id, a.name, a.language, t.created, t.name FROM tokens t"
+                         " JOIN accounts a ON a.id = t.account_id WHERE t.id = ?", (key,))
+        if not rows:
+            return None
+        now = self.clock()
+        self._run("UPDATE tokens SET last_used = ? WHERE id = ?", (now, key))
+        r = rows[0]
+        return Session("token:" + r[0], Account(r[1], r[2], r[3]), "", r[4], now, "", f"API token {r[5]}")
+
+    def tokens(self, account_id: int) -> list[dict[str, Any]]:
+        rows = self._run("SELECT id, name, created, last_used FROM tokens WHERE account_id = ? ORDER BY created",
+                         (account_id,))
+        return [{"key": r[0], "name": r[1], "created": r[2], "last_used": r[3]} for r in rows]
+
+    def revoke_token(self, key: str, account_id: int) -> None:
+        self._run("DELETE FROM tokens WHERE id = ? AND account_id = ?", (key, account_id))
 
     # -- throttling ---------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """The JSON API under /api/v1 (for the pages' scripts and other clients), and its
 OpenAPI 3.1 document at /api/v1/openapi.json.
 
-The API uses the dashboard's session (cookie) like the pages; a state-changing call
-sends the session's CSRF token in ``X-CSRF-Token`` (``GET /api/v1/session`` gives it).
+The API takes the dashboard's session (cookie) like the pages, where a state-changing
+call sends the session's CSRF token in ``X-CSRF-Token`` (``GET /api/v1/session`` gives
+it); or an API token made in Settings, as ``Authorization: Bearer gdn_...`` (no cookie,
+so no CSRF token needed). Either acts as its account, in the audit log too.
 ``ROUTES`` is the one list both the router and the document are built from, and a test
 checks that the router's routes and the document's paths are the same.
 """
@@ -134,7 +136,7 @@ def openapi() -> dict[str, Any]:
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
         if method != "GET":
             op["responses"]["403"] = {"description": "no or wrong X-CSRF-Token, or a foreign Origin"}
-            op["security"] = [{"session": [], "csrf": []}]
+            op["security"] = [{"session": [], "csrf": []}, {"token": []}]
         paths.setdefault(PREFIX + path, {})[method.lower()] = op
     paths[PREFIX + "/openapi.json"] = {"get": {"summary": "This document", "security": [],
                                                "responses": {"200": {"description": "OpenAPI 3.1"}}}}
@@ -143,8 +145,9 @@ def openapi() -> dict[str, Any]:
         "info": {"title": "Guardian dashboard API", "version": __version__},
         "components": {"securitySchemes": {
             "session": {"type": "apiKey", "in": "cookie", "name": "guardian_session"},
-            "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"}}},
-        "security": [{"session": []}],
+            "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+            "token": {"type": "http", "scheme": "bearer", "description": "an API token from Settings"}}},
+        "security": [{"session": []}, {"token": []}],
         "paths": paths,
     }
 

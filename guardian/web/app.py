@@ -209,6 +209,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     r.add_post("/settings/password", change_password)
     r.add_post("/settings/sessions", revoke_session)
     r.add_post("/settings/language", set_language)
+    r.add_post("/settings/tokens", add_token)
+    r.add_post("/settings/tokens/revoke", revoke_token)
     from .api import add_api
 
     add_api(app)
@@ -260,7 +262,14 @@ async def host_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def session_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
     accounts = request.app[ACCOUNTS]
-    session = accounts.session(request.cookies.get(COOKIE, ""))
+    bearer = request.headers.get("Authorization", "")
+    request["token"] = wants_json(request) and bearer.startswith("Bearer ")
+    if request["token"]:  # an API token acts for its account; no cookie, so no CSRF either
+        session = await asyncio.to_thread(accounts.token, bearer[7:].strip())
+        if session is None:
+            return web.json_response({"error": "unknown or revoked API token"}, status=401)
+    else:
+        session = accounts.session(request.cookies.get(COOKIE, ""))
     request["session"] = session
     catalogs = request.app[CATALOGS]
     lang = session.account.language if session is not None and session.account.language in catalogs else ""
@@ -283,7 +292,7 @@ async def session_mw(request: web.Request, handler: Handler) -> web.StreamRespon
 
 @web.middleware
 async def csrf_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method in UNSAFE:
+    if request.method in UNSAFE and not request["token"]:
         # With Referrer-Policy no-referrer, browsers send "Origin: null" on form posts;
         # Sec-Fetch-Site still says where the request came from.
         origin = request.headers.get("Origin")
@@ -738,7 +747,7 @@ async def profile_budget(request: web.Request) -> web.StreamResponse:
 # --- settings ----------------------------------------------------------------------------------------
 
 
-async def settings_page(request: web.Request) -> web.StreamResponse:
+async def settings_page(request: web.Request, new_token: str = "") -> web.StreamResponse:
     session = session_of(request)
     accounts = request.app[ACCOUNTS]
     zone = request.app[SETTINGS].zone
@@ -748,8 +757,27 @@ async def settings_page(request: web.Request) -> web.StreamResponse:
         a["when"] = when(a["time"], zone, now)
     sessions = [{"key": s.key, "client": s.client, "agent": s.agent, "seen": when(s.last_seen, zone, now),
                  "current": s.key == session.key} for s in accounts.sessions(session.account.id)]
+    tokens = [{**t, "seen": when(t["last_used"], zone, now) if t["last_used"] else "-"}
+              for t in accounts.tokens(session.account.id)]
     return render(request, "settings.html", {"accounts": accounts.accounts(), "audit": audit,
-                                             "sessions": sessions, "error": request.query.get("error", "")})
+                                             "sessions": sessions, "tokens": tokens, "new_token": new_token})
+
+
+async def add_token(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    session = await reauthenticate(request, data.get("current", ""))
+    accounts = request.app[ACCOUNTS]
+    token = await asyncio.to_thread(accounts.create_token, session.account, data.get("name", ""))
+    await asyncio.to_thread(accounts.audit, session.account.name, "API token created", data.get("name", ""), "")
+    return await settings_page(request, new_token=token)  # shown once, never stored
+
+
+async def revoke_token(request: web.Request) -> web.StreamResponse:
+    session = session_of(request)
+    data = await form(request)
+    request.app[ACCOUNTS].revoke_token(data.get("key", ""), session.account.id)
+    await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, "API token revoked", "", "")
+    raise web.HTTPSeeOther("/settings")
 
 
 async def reauthenticate(request: web.Request, password: str) -> Session:
