@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -245,7 +246,9 @@ def default_rules_dir() -> Path:
     override = os.environ.get("GUARDIAN_RULES_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "rules"
+    beside = Path(__file__).resolve().parents[2] / "rules"  # a checkout
+    installed = Path(sys.prefix) / "share" / "guardian" / "rules"  # a venv, the .deb (setup.py)
+    return installed if not beside.is_dir() and installed.is_dir() else beside
 
 
 def bundled_domains(path: Path) -> tuple[str, ...]:

@@ -418,6 +418,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     if account is None:
         await asyncio.to_thread(accounts.failed, *keys)
         log.warning("failed dashboard login for %r from %s", name[:40], client_of(request))
+        try:  # the parents see it among the risk events ("failed dashboard logins from Sam's tablet")
+            await request.app[CONTROL].call("login-failed", client=client_of(request))
+        except GuardianError:
+            pass
         return render(request, "login.html", {"error": _("Wrong name or password.")}, status=401)
     await asyncio.to_thread(accounts.audit, account.name, "login", "", client_of(request))
     raise open_session(request, account)
