@@ -9,6 +9,7 @@ same socket by the daemon (``dashboard_actions(guardian)``):
   descriptions, the revision, the zone and the server's time;
 - ``devices``: the live device registry (discovery's, also in ``anonymous`` mode);
 - ``explain``: run the decision now for an address (or a device/profile) and a name;
+- ``login-failed``: a failed dashboard login from an address, as a risk event;
 - fine-grained writes on one profile or device (``profile-set``, ``profile-list``,
   ``schedule-add``/``schedule-remove``, ``budget-set``, ``profile-add`` (from a template),
   ``profile-remove``, ``device-set``, ``device-remove``).
@@ -355,6 +356,15 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
 
         return _edit(service, payload, edit)
 
+    async def login_failed(payload: dict[str, Any]) -> dict[str, Any]:
+        """A failed dashboard login: a risk event the parents see, named after the device
+        it came from ("failed dashboard logins from Sam's tablet"), counted per device."""
+        client = str(payload.get("client") or "")[:64]
+        device, _profile = guardian.policy.current.resolve(client)
+        who = device.name if device is not None else (client or "an unknown device")
+        guardian.recorder.system_event("dashboard-login", f"failed dashboard logins from {who}", "high")
+        return {"ok": True, "message": ""}
+
     def writer(fn: Callable[[dict[str, Any]], str], message: str) -> Action:
         async def act(payload: dict[str, Any]) -> dict[str, Any]:
             rev = await run(fn, payload)
@@ -363,6 +373,7 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
 
     return {
         "state": state,
+        "login-failed": login_failed,
         "devices": devices,
         "explain": explain,
         "profile-set": writer(profile_set, "profile saved"),

@@ -154,8 +154,15 @@ def test_ten_wrong_passwords_lock_the_account_and_the_client_with_429(dash) -> N
     c = Client(dash, source="127.0.0.66")
     _, _, text, _ = c.request("GET", "/login")
     assert c.request("POST", "/login", {"csrf": form_token(text), "name": PARENT, "password": PASSWORD})[0] == 429
-    # Everyone else signs in as usual.
-    assert Client(dash, source="127.0.0.68").login()[0] == 303
+    # Everyone else signs in as usual, and the parents see the attempts among the risk events.
+    c = Client(dash, source="127.0.0.68")
+    assert c.login()[0] == 303
+    wait_for(lambda: "failed dashboard logins from 127.0.0.66" in c.request("GET", "/activity")[2])
+
+    def counted() -> int:
+        return sum(e["count"] for e in History(dash.data).events() if "from 127.0.0.66" in e["message"])
+
+    wait_for(lambda: counted() == 5)  # the five wrong passwords (the refused attempts were not tried)
 
 
 def test_every_route_needs_a_session(dash) -> None:

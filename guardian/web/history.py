@@ -118,7 +118,7 @@ class History:
 
     def events(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self._rows("SELECT id, kind, last, device, profile, threat, category, severity, count, examples,"
-                          " state FROM risk_events ORDER BY last DESC LIMIT ?", (limit,))
+                          " state, message FROM risk_events ORDER BY last DESC LIMIT ?", (limit,))
         keys = ("id", "kind", "last", "device", "profile", "threat", "category", "severity", "count", "examples",
-                "state")
+                "state", "message")
         return [dict(zip(keys, r, strict=True)) for r in rows]
