@@ -11,7 +11,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the dashboard tests drive (Playwright for Python with Debian's chromium, never `playwright install`).
 TEST_DEBS := dnsutils knot-dnsutils dnsperf dnsmasq-base iproute2 openssl ieee-data libpcap0.8 util-linux chromium systemd lintian
 
-.PHONY: run test lint bench venv test-debs clean
+.PHONY: run test lint bench venv test-debs clean deb
 
 define apt_install
 	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -57,6 +57,10 @@ bench: test-debs $(BIN)/.test-installed
 	$(BIN)/python tests/perf/bench_store.py
 	$(BIN)/python tests/perf/bench_soak.py --minutes 6
 	$(BIN)/python tests/perf/bench_web.py --rows 1000000
+
+# The Debian package: dist/guardian_VERSION_all.deb (README: Install, "From the .deb").
+deb: $(BIN)/.test-installed
+	PYTHON=$(BIN)/python bash systemd/build-deb.sh dist
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,8 @@
 #
 # Options: --from SOURCE (a checkout, a wheel, or a requirement such as "guardian==0.1.0";
 # default: this checkout, or the wheel the .deb ships), --python PYTHON (default python3),
-# --pip-args "ARGS" (e.g. "--no-index --find-links /media/usb/wheels"), --no-start.
+# --pip-args "ARGS" (e.g. "--no-index --find-links /media/usb/wheels"), --no-start,
+# --files-only (with --destdir: stage the files alone, as `make deb` does).
 # Output lines that tell what happens start with "file ", "dir ", "run " or "remove ".
 set -euo pipefail
 
@@ -19,6 +20,7 @@ DRY_RUN=0
 MODE=install
 PURGE=0
 START=1
+FILES_ONLY=0  # stage the files only (no users, venv or systemctl): what build-deb.sh packs
 PYTHON=${PYTHON:-python3}
 PIP_ARGS=${GUARDIAN_PIP_ARGS:-}
 SOURCE=""
@@ -46,6 +48,7 @@ while [ $# -gt 0 ]; do
     --python) [ $# -ge 2 ] || die "--python needs an interpreter"; PYTHON=$2; shift ;;
     --pip-args) [ $# -ge 2 ] || die "--pip-args needs arguments"; PIP_ARGS=$2; shift ;;
     --no-start) START=0 ;;
+    --files-only) FILES_ONLY=1 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -187,15 +190,30 @@ debs() {
   fi
 }
 
-install_all() {
-  port53
-  debs
-  users
+# Every file Guardian installs besides the venv (the .deb ships exactly these, built by
+# build-deb.sh with --files-only, plus its own packaging files).
+stage_files() {
   dir $PREFIX 0755 root:root
   dir $CONF_DIR 0750 root:$USER_DNS
   dir $CONF_DIR/provision.d 0750 root:$USER_DNS
   dir $DATA_DIR 0750 $USER_DNS:$USER_DNS
   dir $DATA_DIR/web 0750 $USER_WEB:$USER_DNS
+  link $VENV/bin/guardian /usr/bin/guardian
+  file "$(source_file README.md)" $PREFIX/README.md 0644 root:root
+  file "$(source_file guardian.service)" $UNIT_DIR/guardian.service 0644 root:root
+  file "$(source_file guardian-web.service)" $UNIT_DIR/guardian-web.service 0644 root:root
+  file "$(source_file guardian.yaml)" $CONF_DIR/guardian.yaml 0640 root:$USER_DNS keep
+}
+
+install_all() {
+  if [ "$FILES_ONLY" = 1 ]; then
+    stage_files
+    return 0
+  fi
+  port53
+  debs
+  users
+  stage_files
   local src
   src=$(default_source)
   # shellcheck disable=SC2086
@@ -206,11 +224,6 @@ install_all() {
   if [ -d "$src" ]; then spec="$src[fast]"; fi
   # shellcheck disable=SC2086
   run "$DESTDIR$VENV/bin/python" -m pip install --quiet --upgrade $PIP_ARGS "$spec"
-  link $VENV/bin/guardian /usr/bin/guardian
-  file "$(source_file README.md)" $PREFIX/README.md 0644 root:root
-  file "$(source_file guardian.service)" $UNIT_DIR/guardian.service 0644 root:root
-  file "$(source_file guardian-web.service)" $UNIT_DIR/guardian-web.service 0644 root:root
-  file "$(source_file guardian.yaml)" $CONF_DIR/guardian.yaml 0640 root:$USER_DNS keep
   if [ -n "$DESTDIR" ]; then
     # shellcheck disable=SC2086
     run systemctl --root="$DESTDIR" enable $UNITS
