@@ -220,9 +220,14 @@ def test_add_a_child_from_a_template_then_ask_whether_a_site_is_blocked(page: Pa
 @pytest.mark.parametrize("width", [375, 1280])
 def test_every_page_at_phone_and_desktop_width(browser, dash, width: int) -> None:
     dash.daemon.call(_assign(dash))
+    dash.daemon.call(_budget_and_bedtime(dash))
     page = Page(browser, dash, width=width)
     try:
         page.login()
+        page.go("/")
+        assert page.page.locator("svg.week rect").count() == 7  # games this week against its budget
+        page.go("/profiles/Child")
+        assert page.page.locator("svg.grid rect.blocked").count() >= 2  # bedtime, past midnight
         for path, name in (("/", "home"), ("/devices", "devices"), ("/activity", "activity"),
                            ("/profiles/Child", "profile"), ("/settings", "settings")):
             page.go(path)
@@ -242,3 +247,14 @@ async def _assign_async(dash) -> None:
 def _assign(dash):
     """Sam's tablet (127.0.0.2) in Child, whatever the tests before did."""
     return _assign_async(dash)
+
+
+async def _budget_and_bedtime(dash) -> None:
+    control = dash.daemon.daemon.control
+    await control.handle({"action": "budget-set", "profile": "Child", "target": "games", "minutes": 60})
+    state = (await control.handle({"action": "state"}))["data"]
+    child = next(p for p in state["household"]["profiles"] if p["name"] == "Child")
+    if not any(s["name"] == "Bedtime" for s in child["schedules"]):
+        await control.handle({"action": "schedule-add", "profile": "Child", "name": "Bedtime",
+                              "days": ["sun", "mon", "tue", "wed", "thu"], "from": "21:00", "to": "07:00",
+                              "block": "all"})

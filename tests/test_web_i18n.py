@@ -70,3 +70,19 @@ def test_the_catalogs_compile_and_translate() -> None:
 ])
 def test_accept_language_picks_the_best_available(header: str, expected: str) -> None:
     assert i18n.negotiate(header, set(i18n.LANGUAGES)) == expected
+
+
+def test_the_weekly_grid_draws_windows_past_midnight_and_whole_days() -> None:
+    from guardian.web.app import weekly_grid
+
+    rects = weekly_grid([
+        {"name": "Bedtime", "days": ["sun"], "from": "21:00", "to": "07:00", "block": "all"},
+        {"name": "Homework", "days": ["mon"], "from": "16:00", "to": "18:00", "block": ["games"]},
+        {"name": "Day off", "days": ["sat"], "from": "00:00", "to": "00:00", "block": "all"},
+    ])
+    assert [(r["name"], r["row"], r["x"], r["w"], r["all"]) for r in rects] == [
+        ("Bedtime", 6, 210.0, 30.0, True),  # Sunday 21:00-24:00
+        ("Bedtime", 0, 0.0, 70.0, True),  # then Monday 00:00-07:00
+        ("Homework", 0, 160.0, 20.0, False),
+        ("Day off", 5, 0.0, 240.0, True),  # equal from and to: the whole day
+    ]

@@ -499,6 +499,48 @@ def hour_chart(rows: list[tuple[int, str, int]], start: float, zone: ZoneInfo) -
     return {"hours": hours, "top": top}
 
 
+def week_charts(cards: list[dict[str, Any]], usage: dict[tuple[str, str, str], int], today: datetime,
+                state: dict[str, Any]) -> None:
+    """Per card with a budget: minutes per day this week for its first budget, against it."""
+    days = [(today - timedelta(days=6 - i)).date() for i in range(7)]
+    profiles = {p["name"]: p for p in state["household"]["profiles"]}
+    for card in cards:
+        budgets = profiles.get(card["name"], {}).get("budgets") or []
+        if not budgets:
+            card["week"] = None
+            continue
+        target, budget = budgets[0]["target"], int(budgets[0]["minutes"])
+        minutes = [usage.get((d.isoformat(), card["name"], target), 0) for d in days]
+        top = max([*minutes, budget, 1])
+        card["week"] = {"target": target, "budget": budget, "line": round(100 - 100 * budget / top, 1),
+                        "bars": [{"x": i * 34 + 2, "h": round(100 * m / top, 1), "minutes": m,
+                                  "over": m > budget, "label": _(DAY_LABELS[d.weekday()][1])}
+                                 for i, (d, m) in enumerate(zip(days, minutes, strict=True))]}
+
+
+def category_chart(rows: list[tuple[str, int]], names: dict[str, str]) -> list[dict[str, Any]]:
+    top = max([n for _c, n in rows] + [1])
+    return [{"name": names.get(c, c) or _("other"), "count": n, "w": round(100 * n / top, 1)} for c, n in rows]
+
+
+def weekly_grid(schedules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The schedule windows as rectangles on a week grid (rows Mon..Sun, 0-24 h across):
+    a window that ends at or before its start runs into the next day (equal: a whole day)."""
+    from ..policy.schedule import DAYS, parse_clock
+
+    rects = []
+    for s in schedules:
+        start, end = parse_clock(s["from"]), parse_clock(s["to"])
+        for day in s["days"]:
+            row = DAYS.index(day)
+            pieces = [(row, start, end)] if end > start else [(row, start, 1440), ((row + 1) % 7, 0, end)]
+            for r, a, b in pieces:
+                if b > a:
+                    rects.append({"row": r, "x": round(a / 6, 1), "w": round((b - a) / 6, 1), "name": s["name"],
+                                  "all": s["block"] == "all"})
+    return rects
+
+
 async def home(request: web.Request) -> web.StreamResponse:
     state = await state_of(request)
     zone = ZoneInfo(state["zone"])
@@ -510,7 +552,13 @@ async def home(request: web.Request) -> web.StreamResponse:
     unknown = [c for c in seen if not c["device"] and c["ip"] not in known_ips]
     midnight = datetime.fromtimestamp(now, zone).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     chart = hour_chart(await asyncio.to_thread(history.hourly, midnight - 3600), midnight, zone)
-    return render(request, "home.html", {"cards": profile_cards(state, online, zone), "unknown": unknown,
+    cards = profile_cards(state, online, zone)
+    today = datetime.fromtimestamp(now, zone)
+    usage = await asyncio.to_thread(history.usage_days, (today - timedelta(days=6)).date().isoformat())
+    week_charts(cards, usage, today, state)
+    names = {c["id"]: c["name"] for c in state["categories"]}
+    blocked = category_chart(await asyncio.to_thread(history.blocked_by_category, now - 86400), names)
+    return render(request, "home.html", {"cards": cards, "unknown": unknown, "blocked": blocked,
                                          "profiles": [p["name"] for p in state["profiles"]], "chart": chart,
                                          "state": state})
 
@@ -678,6 +726,7 @@ async def profile_page(request: web.Request) -> web.StreamResponse:
     usage: list[dict[str, Any]] = next((p["usage"] for p in state["profiles"] if p["name"] == profile["name"]), [])
     budgets = {b["target"]: b["minutes"] for b in profile["budgets"]}
     return render(request, "profile.html", {"p": profile, "state": state, "usage": usage, "budgets": budgets,
+                                            "grid": weekly_grid(profile["schedules"]),
                                             "days": [(d, _(label)) for d, label in DAY_LABELS]})
 
 

@@ -122,3 +122,16 @@ class History:
         keys = ("id", "kind", "last", "device", "profile", "threat", "category", "severity", "count", "examples",
                 "state", "message")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def blocked_by_category(self, since: float) -> list[tuple[str, int]]:
+        """(category, blocked queries) since ``since``, most first, from the hourly rollup."""
+        return [(r[0] or "", int(r[1])) for r in self._rows(
+            "SELECT cat.text, sum(h.count) FROM hourly h JOIN labels a ON a.id = h.action_id"
+            " LEFT JOIN labels cat ON cat.id = h.category_id WHERE h.hour >= ? AND a.text = 'blocked'"
+            " GROUP BY cat.text ORDER BY 2 DESC LIMIT 8", (since,))]
+
+    def usage_days(self, first_day: str) -> dict[tuple[str, str, str], int]:
+        """Estimated minutes per (local day, profile, target) from ``first_day`` (YYYY-MM-DD) on."""
+        return {(r[0], r[1], r[2]): int(r[3]) for r in self._rows(
+            "SELECT day, profile, target, sum(minutes) FROM usage_hourly WHERE day >= ?"
+            " GROUP BY day, profile, target", (first_day,))}
