@@ -217,6 +217,29 @@ def test_add_a_child_from_a_template_then_ask_whether_a_site_is_blocked(page: Pa
     assert _card(p, "Lou").count() == 0
 
 
+def test_the_week_digest_and_marking_risk_events_seen(page: Page, dash) -> None:
+    dash.daemon.call(_assign(dash))
+    dash.daemon.call(_budget_and_bedtime(dash))
+    dash.dig("www.3movs.com")  # adult: a risk event for Sam's tablet
+    p = page.login()
+
+    def has_events() -> bool:
+        page.go("/activity")
+        return p.locator("form[action='/activity/seen'] input[name='id'][value='all']").count() == 1 and \
+            p.locator("li.event .badge").count() > 0
+
+    wait_for(has_events)
+    p.click("form[action='/activity/seen']:has(input[value='all']) button")
+    p.wait_for_url(dash.url + "/activity")
+    assert p.locator("li.event .badge").count() == 0  # none new any more
+    page.go("/week")
+    child = p.locator("section.digest", has=p.locator("h2", has_text="Child"))
+    assert "blocked" in child.inner_text()
+    assert child.locator("table.usage-table tbody tr", has_text="games").count() == 1
+    assert child.locator("table.usage-table tbody tr", has_text="games").locator("td").last.inner_text() == "60"
+    page.check("week")
+
+
 @pytest.mark.parametrize("width", [375, 1280])
 def test_every_page_at_phone_and_desktop_width(browser, dash, width: int) -> None:
     dash.daemon.call(_assign(dash))
@@ -229,7 +252,7 @@ def test_every_page_at_phone_and_desktop_width(browser, dash, width: int) -> Non
         page.go("/profiles/Child")
         assert page.page.locator("svg.grid rect.blocked").count() >= 2  # bedtime, past midnight
         for path, name in (("/", "home"), ("/devices", "devices"), ("/activity", "activity"),
-                           ("/profiles/Child", "profile"), ("/settings", "settings")):
+                           ("/profiles/Child", "profile"), ("/week", "week"), ("/settings", "settings")):
             page.go(path)
             page.check(name)
         page.context.clear_cookies()

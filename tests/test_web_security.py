@@ -17,7 +17,7 @@ from guardian.web.history import Filter, History
 
 pytestmark = pytest.mark.slow
 
-PAGES = ("/", "/devices", "/activity", "/profiles/Child", "/settings")
+PAGES = ("/", "/devices", "/activity", "/week", "/profiles/Child", "/settings")
 
 
 def wait_for(check, seconds: float = 10.0) -> None:
@@ -175,7 +175,8 @@ def test_every_route_needs_a_session(dash) -> None:
     for method, path, *_ in ROUTES:
         status, _, text, _ = Client(dash).request(method, PREFIX + path.replace("{name}", "Child"))
         assert status in (401, 403), (method, path, status)
-    for path in ("/act/pause", "/devices/assign", "/settings/password", "/activity/allow"):
+    for path in ("/act/pause", "/devices/assign", "/settings/password", "/activity/allow", "/activity/seen",
+                 "/profiles", "/settings/tokens"):
         assert Client(dash).request("POST", path, {"csrf": "x"})[0] in (303, 403), path
     assert Client(dash).request("GET", "/healthz")[0] == 200
     assert "household" not in Client(dash).request("GET", "/healthz")[2]

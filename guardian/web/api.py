@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from .app import ACCOUNTS, CONTROL, HISTORY, Refused, act, activity_filter, session_of, state_of
+from .app import ACCOUNTS, CONTROL, HISTORY, Refused, act, activity_filter, digest, session_of, state_of
 
 PREFIX = "/api/v1"
 
@@ -52,6 +52,10 @@ async def get_activity(request: web.Request) -> web.Response:
 
 async def get_events(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(request.app[HISTORY].events, 100))
+
+
+async def get_week(request: web.Request) -> web.Response:
+    return web.json_response(await digest(request, await state_of(request)))
 
 
 async def get_audit(request: web.Request) -> web.Response:
@@ -109,6 +113,10 @@ ROUTES: list[tuple[str, str, Any, str, dict[str, Any] | None, dict[str, Any], li
      [{"name": n, "in": "query", "required": False, "schema": {"type": t}}
       for n, t in (("device", "string"), ("domain", "string"), ("decision", "string"), ("before", "integer"))]),
     ("GET", "/events", get_events, "Risk events, newest first", None, {"type": "array", "items": _OBJ}, []),
+    ("GET", "/week", get_week, "The weekly digest per child (`back=1`: the week before)", None,
+     {"type": "object", "properties": {"from": {"type": "string"}, "to": {"type": "string"},
+                                       "profiles": {"type": "array", "items": _OBJ}}},
+     [{"name": "back", "in": "query", "required": False, "schema": {"type": "integer"}}]),
     ("GET", "/audit", get_audit, "Who changed what, newest first", None, {"type": "array", "items": _OBJ}, []),
     ("POST", "/profiles/{name}/pause", post_pause, "Pause a profile (or a device) for a while",
      {"type": "object", "required": ["seconds"], "properties": {"seconds": {"type": "integer"}}}, _MSG, _NAME),

@@ -198,6 +198,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     r.add_get("/activity", activity_page)
     r.add_post("/activity/allow", activity_allow)
     r.add_post("/profiles", profile_add)
+    r.add_get("/week", week_page)
+    r.add_post("/activity/seen", events_seen)
     r.add_get("/profiles/{name}", profile_page)
     r.add_post("/profiles/{name}/remove", profile_remove)
     r.add_post("/profiles/{name}/filters", profile_filters)
@@ -695,6 +697,70 @@ async def explain(request: web.Request, state: dict[str, Any]) -> dict[str, Any]
     words = reason_words({**d, "list": d.get("list_name")}) if d["reason"] else _(REASONS[""])
     return {"name": name, "profile": profile, "blocked": d["action"] == "block", "why": words,
             "rule": d.get("rule") or "", "error": ""}
+
+
+async def events_seen(request: web.Request) -> web.StreamResponse:
+    session = session_of(request)
+    data = await form(request)
+    which = data.get("id", "")
+    event_id = int(which) if which.isdigit() else None
+    if which != "all" and event_id is None:
+        raise Refused(400, _("No such event."))
+    await asyncio.to_thread(request.app[HISTORY].set_event_state, "seen", event_id)
+    await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, "events seen", which, "")
+    raise back(request, "/activity")
+
+
+def week_bounds(now: float, zone: ZoneInfo, weeks_back: int = 0) -> tuple[datetime, float, float]:
+    """This week's Monday (local) and the instants it starts and ends."""
+    today = datetime.fromtimestamp(now, zone).date() - timedelta(days=7 * weeks_back)
+    monday = today - timedelta(days=today.weekday())
+    start = datetime(monday.year, monday.month, monday.day, tzinfo=zone)
+    end_day = monday + timedelta(days=7)
+    return start, start.timestamp(), datetime(end_day.year, end_day.month, end_day.day, tzinfo=zone).timestamp()
+
+
+async def digest(request: web.Request, state: dict[str, Any]) -> dict[str, Any]:
+    """The weekly digest per child: queries and blocked, top categories, risk events, and
+    minutes per day against each budget (also GET /api/v1/week for a telco's app)."""
+    zone = ZoneInfo(state["zone"])
+    back_weeks = request.query.get("back", "0")
+    start, since, until = week_bounds(state["now"], zone, int(back_weeks) if back_weeks.isdigit() else 0)
+    history = request.app[HISTORY]
+    counts, usage, events = await asyncio.gather(
+        asyncio.to_thread(history.week, since, until),
+        asyncio.to_thread(history.usage_days, start.date().isoformat()),
+        asyncio.to_thread(history.events_between, since, until))
+    names = {c["id"]: c["name"] for c in state["categories"]}
+    days = [(start + timedelta(days=i)).date() for i in range(7)]
+    children = []
+    for p in state["household"]["profiles"]:
+        c = counts.get(p["name"], {"queries": 0, "blocked": 0, "categories": {}})
+        top = sorted(c["categories"].items(), key=lambda kv: -kv[1])[:5]
+        budgets = {b["target"]: b["minutes"] for b in p["budgets"]}
+        targets = sorted({t for (d, prof, t) in usage if prof == p["name"] and d <= days[-1].isoformat()}
+                         | set(budgets))
+        rows = [{"target": t, "budget": budgets.get(t),
+                 "per_day": [usage.get((d.isoformat(), p["name"], t), 0) for d in days]} for t in targets]
+        for r in rows:
+            r["over"] = sum(1 for m in r["per_day"] if r["budget"] is not None and m >= r["budget"])
+        children.append({"profile": p["name"], "queries": c["queries"], "blocked": c["blocked"],
+                         "top_categories": [{"category": k, "name": names.get(k, k), "blocked": n} for k, n in top],
+                         "usage": rows,
+                         "events": [e for e in events if e["profile"] == p["name"]]})
+    return {"from": days[0].isoformat(), "to": days[-1].isoformat(), "days": [d.isoformat() for d in days],
+            "profiles": children}
+
+
+async def week_page(request: web.Request) -> web.StreamResponse:
+    state = await state_of(request)
+    week = await digest(request, state)
+    zone = ZoneInfo(state["zone"])
+    for child in week["profiles"]:
+        for e in child["events"]:
+            e["when"] = when(e["last"], zone, state["now"])
+    labels = [_(DAY_LABELS[datetime.fromisoformat(d).weekday()][1]) for d in week["days"]]
+    return render(request, "week.html", {"week": week, "labels": labels})
 
 
 async def activity_allow(request: web.Request) -> web.StreamResponse:

@@ -135,3 +135,42 @@ class History:
         return {(r[0], r[1], r[2]): int(r[3]) for r in self._rows(
             "SELECT day, profile, target, sum(minutes) FROM usage_hourly WHERE day >= ?"
             " GROUP BY day, profile, target", (first_day,))}
+
+    def week(self, since: float, until: float) -> dict[str, dict[str, Any]]:
+        """Per profile: queries, blocked, and blocked per category between two instants
+        (the hourly rollup: a few thousand rows a week whatever the log's size)."""
+        out: dict[str, dict[str, Any]] = {}
+        for profile, category, action, count in self._rows(
+                "SELECT p.text, cat.text, a.text, sum(h.count) FROM hourly h JOIN labels a ON a.id = h.action_id"
+                " LEFT JOIN labels p ON p.id = h.profile_id LEFT JOIN labels cat ON cat.id = h.category_id"
+                " WHERE h.hour >= ? AND h.hour < ? GROUP BY 1, 2, 3", (since, until)):
+            entry = out.setdefault(profile or "", {"queries": 0, "blocked": 0, "categories": {}})
+            entry["queries"] += int(count)
+            if action == "blocked":
+                entry["blocked"] += int(count)
+                if category:
+                    entry["categories"][category] = entry["categories"].get(category, 0) + int(count)
+        return out
+
+    def events_between(self, since: float, until: float, limit: int = 200) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT kind, last, device, profile, threat, category, severity, count, message"
+                          " FROM risk_events WHERE last >= ? AND first < ? ORDER BY last DESC LIMIT ?",
+                          (since, until, limit))
+        keys = ("kind", "last", "device", "profile", "threat", "category", "severity", "count", "message")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def set_event_state(self, state: str, event_id: int | None = None) -> int:
+        """Mark one risk event (or every new one) seen: one short UPDATE on guardian.db, the
+        one write this process makes there (as the store's own StoreReader.set_event_state
+        does), under SQLite's lock like the writer's batches. How many rows changed."""
+        if state not in ("seen", "dismissed", "new") or not self.path.exists():
+            return 0
+        conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+        try:
+            if event_id is None:
+                cur = conn.execute("UPDATE risk_events SET state = ? WHERE state = 'new'", (state,))
+            else:
+                cur = conn.execute("UPDATE risk_events SET state = ? WHERE id = ?", (state, event_id))
+            return cur.rowcount
+        finally:
+            conn.close()
