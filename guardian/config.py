@@ -487,6 +487,26 @@ def _http_url(text: str) -> str:
     return text
 
 
+# One household profile: the config's household.profiles and the provisioning's profiles.
+PROFILE_SCHEMA = mapping(
+    {
+        "name": string,
+        "template": string,
+        "categories": listof(string, allow_single=True),
+        "services": listof(string, allow_single=True),
+        "safe_search": boolean,
+        "youtube": choice("off", "moderate", "strict"),
+        "block_mode": choice("nxdomain", "null", "blockpage"),
+        "bypass_protection": boolean,
+        "deny": listof(converted(_domain), allow_single=True),
+        "allow": listof(converted(_domain), allow_single=True),
+        "schedules": listof(schedule_schema(string)),
+        "budgets": listof(budget_schema(string)),
+    },
+    required=("name",),
+)
+
+
 SCHEMA = mapping(
     {
         "dns": mapping(
@@ -543,25 +563,7 @@ SCHEMA = mapping(
         "household": mapping(
             {
                 "default_profile": string,
-                "profiles": listof(
-                    mapping(
-                        {
-                            "name": string,
-                            "template": string,
-                            "categories": listof(string, allow_single=True),
-                            "services": listof(string, allow_single=True),
-                            "safe_search": boolean,
-                            "youtube": choice("off", "moderate", "strict"),
-                            "block_mode": choice("nxdomain", "null", "blockpage"),
-                            "bypass_protection": boolean,
-                            "deny": listof(converted(_domain), allow_single=True),
-                            "allow": listof(converted(_domain), allow_single=True),
-                            "schedules": listof(schedule_schema(string)),
-                            "budgets": listof(budget_schema(string)),
-                        },
-                        required=("name",),
-                    )
-                ),
+                "profiles": listof(PROFILE_SCHEMA),
                 "devices": listof(
                     mapping(
                         {
@@ -591,7 +593,11 @@ def load(path: str | os.PathLike[str]) -> Settings:
         raise ConfigError([f"{path}:1: cannot read: {exc.strerror or exc}"]) from exc
     except UnicodeDecodeError:
         raise ConfigError([f"{path}:1: not UTF-8 text"]) from None
-    return parse(text, str(path), base=path.parent)
+    settings = parse(text, str(path), base=path.parent)
+    # A telco's provision.yaml (+ provision.d/) beside the file: checked here too, FILE:LINE.
+    from .provision import apply_to, load_for
+
+    return apply_to(settings, load_for(path))
 
 
 def parse(text: str, filename: str = "<config>", base: Path | None = None) -> Settings:
