@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("what", nargs="?", choices=["reset-password"], help=argparse.SUPPRESS)
     sub.add_argument("account", nargs="?", metavar="ACCOUNT", help=argparse.SUPPRESS)
     command("export", "the household as YAML (profiles, devices, schedules, budgets)")
+    sub = command("reset", "factory reset: erase the household, accounts and history; the next start applies "
+                           "the configuration and provisioning again (asks for confirmation; stop Guardian first)")
+    sub.add_argument("--keep-network", action="store_true", help="keep the device registry and the downloaded lists")
+    sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     sub = command("import", "replace the household with the one in a YAML file (as 'guardian export' writes)")
     sub.add_argument("file", metavar="FILE")
     return parser
@@ -104,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(args.config)
         if args.command == "web":
             return web_command(args)
+        if args.command == "reset":
+            from .reset import reset_command
+
+            return reset_command(args.config, args.keep_network, args.yes)
         if args.command == "lists":
             return show_lists(args.config, refresh=args.refresh)
         if args.command == "devices":
