@@ -425,9 +425,24 @@ async def _serve(path: str, settings: object) -> int:
 
 async def _start_dashboard(path: str) -> asyncio.subprocess.Process | None:
     """The dashboard as a child process (``guardian web``): page rendering never lands on
-    the DNS loop, and an exploit of the web side gets none of this process's capabilities."""
+    the DNS loop. It starts without the ambient capabilities this process may hold (raw
+    sockets, low ports) and without systemd's notify socket (the DNS unit's, not its own);
+    a box's units run it as its own user instead (guardian-web.service)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+
+    def drop_ambient() -> None:
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+        except (OSError, AttributeError):
+            pass
+
     try:
-        child = await asyncio.create_subprocess_exec(sys.executable, "-m", "guardian", "web", "--config", path)
+        child = await asyncio.create_subprocess_exec(sys.executable, "-m", "guardian", "web", "--config", path,
+                                                     env=env, preexec_fn=drop_ambient)
     except OSError as exc:
         log.error("the dashboard did not start: %s", exc)
         return None

@@ -16,7 +16,7 @@ from conftest import ZONE, dig, free_port
 from fakedns import FakeDns
 from webdash import CONFIG, wait_http
 
-from guardian.web.accounts import Accounts
+from guardian.web.accounts import Accounts, db_path
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def test_reset_password_on_the_shell(tmp_path: Path) -> None:
     config = tmp_path / "guardian.yaml"
     config.write_text(f"data_dir: {data}\n")
     data.mkdir()
-    accounts = Accounts(data / "web.db")
+    accounts = Accounts(db_path(data))
     account = accounts.create("Alex", "correct horse battery")
     accounts.open_session(account, "127.0.0.1", "test")
     cmd = [sys.executable, "-m", "guardian", "web", "reset-password"]

@@ -13,6 +13,7 @@ import pytest
 from webdash import PARENT, PASSWORD, Dash, browser, dash, page  # noqa: F401 - fixtures
 
 from guardian.discovery.packets import Sighting
+from guardian.web.accounts import db_path
 from guardian.web.history import Filter, History
 
 pytestmark = pytest.mark.slow
@@ -198,7 +199,7 @@ def test_the_session_cookie_is_httponly_samesite_strict_and_rotated_at_login(das
     stale.jar["guardian_session"] = first
     assert stale.request("GET", "/")[0] == 303  # the old one no longer opens anything
     # Stored hashed: the cookie's value is nowhere in web.db.
-    assert first.encode() not in (dash.data / "web.db").read_bytes()
+    assert first.encode() not in db_path(dash.data).read_bytes()
 
 
 def test_the_session_ends_at_logout_and_at_a_password_change(dash) -> None:
@@ -300,7 +301,7 @@ def test_api_tokens_act_for_their_account_until_revoked(dash) -> None:
     token = re.search(r'<code class="token">(gdn_[^<]+)</code>', token_page[2])
     assert token, "the new token is shown once"
     value = token.group(1)
-    assert value.encode() not in (dash.data / "web.db").read_bytes()  # only its digest is kept
+    assert value.encode() not in db_path(dash.data).read_bytes()  # only its digest is kept
     assert value not in c.request("GET", "/settings")[2]  # and never shown again
 
     def api(method: str, path: str, body: dict | None = None, bearer: str = value):

@@ -19,7 +19,7 @@ from conftest import ZONE, Running, dig, free_port
 from fakedns import FakeDns
 
 from guardian.config import parse
-from guardian.web.accounts import Accounts
+from guardian.web.accounts import Accounts, db_path
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "web"
 CHROMIUM = "/usr/bin/chromium"
@@ -60,7 +60,7 @@ class Dash:
     config: Path
 
     def accounts(self) -> Accounts:
-        return Accounts(self.data / "web.db")
+        return Accounts(db_path(self.data))
 
     def ensure_parent(self, name: str = PARENT, password: str = PASSWORD) -> None:
         accounts = self.accounts()

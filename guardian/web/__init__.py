@@ -36,11 +36,11 @@ def run(settings: Settings) -> int:
 
 def reset_password(settings: Settings, account: str) -> int:
     """``guardian web reset-password ACCOUNT``: a new password typed twice (root only)."""
-    from .accounts import Accounts
+    from .accounts import Accounts, db_path
 
     if os.geteuid() != 0:
         raise GuardianError("reset-password is for root on the box's shell (sudo guardian web reset-password ...)")
-    accounts = Accounts(settings.data_dir / "web.db")
+    accounts = Accounts(db_path(settings.data_dir))
     found = accounts.find(account)
     if found is None:
         names = ", ".join(repr(a.name) for a in accounts.accounts()) or "none yet"

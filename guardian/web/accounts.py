@@ -1,5 +1,7 @@
-"""The dashboard's own database (``data_dir/web.db``, stdlib sqlite3): parents'
-accounts, sessions, login failures and the audit log of the changes made here.
+"""The dashboard's own database (``data_dir/web/web.db``, stdlib sqlite3): parents'
+accounts, sessions, API tokens, login failures and the audit log of the changes made
+here. Its own directory, the one place the dashboard's user writes (systemd's
+``StateDirectory=guardian/web`` in guardian-web.service).
 
 - Passwords: argon2id with explicit parameters (19 MiB, t=2, p=1, OWASP's floor), hashed
   one at a time (a lock) so a burst of logins cannot eat the Pi's memory.
@@ -29,6 +31,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from ..errors import GuardianError
 
 DB_NAME = "web.db"
+DIR_NAME = "web"  # under data_dir
 SCHEMA_VERSION = 2  # 2: API tokens
 IDLE_SECONDS = 12 * 3600  # a session unused this long ends
 ABSOLUTE_SECONDS = 30 * 86400  # and every session ends after this
@@ -59,6 +62,11 @@ CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, account_id INTEGER NOT N
 CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, time REAL NOT NULL, account TEXT NOT NULL,
   action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '');
 """
+
+
+def db_path(data_dir: Path) -> Path:
+    """Where web.db lives: its own folder under data_dir."""
+    return data_dir / DIR_NAME / DB_NAME
 
 
 class WeakPassword(GuardianError):
@@ -144,6 +152,7 @@ class Accounts:
         self.path = path
         self.clock = clock
         self._lock = threading.Lock()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._connect() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:

@@ -35,13 +35,20 @@ from .. import sdnotify
 from ..config import Settings
 from ..errors import GuardianError
 from . import i18n
-from .accounts import Account, Accounts, Session, WeakPassword
+from .accounts import Account, Accounts, Session, WeakPassword, db_path
 from .client import ActionFailed, Control, DaemonDown
 from .history import Filter, History
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent.parent / "web"  # a checkout
+def _assets() -> Path:
+    """web/ beside the package in a checkout, else <prefix>/share/guardian/web (setup.py)."""
+    beside = Path(__file__).resolve().parents[2] / "web"
+    installed = Path(sys.prefix) / "share" / "guardian" / "web"
+    return installed if not beside.is_dir() and installed.is_dir() else beside
+
+
+ROOT = _assets()  # a checkout
 if not ROOT.is_dir() and (Path(sys.prefix) / "share" / "guardian" / "web").is_dir():
     ROOT = Path(sys.prefix) / "share" / "guardian" / "web"  # a venv, the .deb (setup.py)
 COOKIE = "guardian_session"
@@ -170,7 +177,7 @@ def reason_words(row: dict[str, Any]) -> str:
 def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(middlewares=[headers_mw, host_mw, session_mw, csrf_mw], client_max_size=1 << 20)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app[ACCOUNTS] = Accounts(settings.data_dir / "web.db", clock)
+    app[ACCOUNTS] = Accounts(db_path(settings.data_dir), clock)
     app[CONTROL] = Control(settings.data_dir)
     app[HISTORY] = History(settings.data_dir)
     app[SETTINGS] = settings

@@ -37,7 +37,7 @@ from bench_store import build  # noqa: E402
 
 from guardian.app import Guardian  # noqa: E402
 from guardian.config import parse  # noqa: E402
-from guardian.web.accounts import Accounts  # noqa: E402
+from guardian.web.accounts import Accounts, db_path  # noqa: E402
 
 PASSWORD = "correct horse battery"
 
@@ -98,7 +98,7 @@ household:
         loop.run_until_complete(daemon.start())
         thread = threading.Thread(target=loop.run_forever, daemon=True)
         thread.start()
-        Accounts(data / "web.db").create("Alex", PASSWORD)
+        Accounts(db_path(data)).create("Alex", PASSWORD)
         web = subprocess.Popen([sys.executable, "-m", "guardian", "web", "--config", str(config)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
