@@ -378,7 +378,8 @@ class Guardian:
         upstreams = [
             {"name": u.name, "up": u.up, "down_for_seconds": round(now - u.down_since, 1) if u.down_since else 0.0,
              "answered": u.answered, "failures": u.failures, "rtt_ms": round(u.rtt_ms, 2),
-             "last_error": u.last_error}
+             "last_error": u.last_error, "errors": u.errors, "rtt_buckets": list(u.rtt_buckets),
+             "rtt_sum_ms": round(u.rtt_sum_ms, 3)}
             for u in pipeline.pool.upstreams
         ]
         snap = self.policy.current
@@ -393,7 +394,7 @@ class Guardian:
                       "stale_served": cache.stale_served},
             "lists": {"compiled": len(snap.matcher.lists),
                       "entries": sum(info.entries for info in snap.matcher.lists.values()),
-                      "subscriptions": len(self.subscriptions)},
+                      "subscriptions": len(self.subscriptions), "age_seconds": _lists_age(self.settings)},
             "household": {"profiles": len(snap.household.profiles), "devices": len(snap.household.devices),
                           "overrides": len(snap.overrides)},
             "store": self.recorder.health(),
@@ -490,6 +491,14 @@ def private_data_dir(data_dir: Path) -> None:
                     os.chmod(path, stat.S_IMODE(st.st_mode) & ~DATA_UMASK)
             except OSError:
                 pass  # read-only, or gone meanwhile: nothing to do about it here
+
+
+def _lists_age(settings: Settings) -> float | None:
+    """Seconds since the compiled list snapshot in use was built (None: none yet)."""
+    try:
+        return round(time.time() - (settings.data_dir / "lists" / "CURRENT").stat().st_mtime, 1)
+    except OSError:
+        return None
 
 
 def household_of(settings: Settings, rules: Rules) -> Any:

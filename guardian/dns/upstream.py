@@ -21,6 +21,7 @@ import os
 import socket
 import ssl
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -59,6 +60,10 @@ class _RandomIds:
 new_id = _RandomIds()
 
 
+# Upper bounds (ms) of the upstream latency histogram's buckets; the last one catches the rest.
+RTT_BUCKETS_MS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, float("inf"))
+
+
 class Upstream:
     """Base: one resolver, with its health as seen by the pool."""
 
@@ -71,6 +76,15 @@ class Upstream:
         self.answered = 0
         self.last_error = ""
         self.rtt_ms = 0.0
+        self.errors = 0  # every failed exchange since start (failures counts the current run)
+        self.rtt_buckets = [0] * len(RTT_BUCKETS_MS)  # answers per latency bucket (not cumulative)
+        self.rtt_sum_ms = 0.0
+
+    def observe(self, ms: float) -> None:
+        """One answer's round trip, for the latency histogram (/metrics)."""
+        self.rtt_ms = ms
+        self.rtt_sum_ms += ms
+        self.rtt_buckets[bisect_left(RTT_BUCKETS_MS, ms)] += 1
 
     @property
     def up(self) -> bool:
@@ -387,7 +401,7 @@ class UpstreamPool:
                 self._failed(upstream, str(exc), question)
                 errors.append(f"{upstream.name}: {exc}")
                 continue
-            upstream.rtt_ms = (loop.time() - started) * 1000
+            upstream.observe((loop.time() - started) * 1000)
             self._succeeded(upstream)
             return answer, upstream
         self.failures += 1
@@ -403,6 +417,7 @@ class UpstreamPool:
 
     def _failed(self, upstream: Upstream, why: str, question: bytes) -> None:
         upstream.failures += 1
+        upstream.errors += 1
         upstream.last_error = why
         if not upstream.up:
             return

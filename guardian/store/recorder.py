@@ -61,6 +61,8 @@ class Recorder:
         self.queue_size = store.queue_size
         self.dropped = 0  # records refused because the queue was full
         self.lost = 0  # records the writer process could not take (it died twice)
+        self.results: dict[str, int] = {}  # answers by action: allowed, blocked, rewritten, refused, error
+        self.blocked: dict[str, int] = {}  # blocked answers by category
         self._settings_changed = False
         self._next_trouble = 0.0  # monotonic: when the writer's trouble may be logged again
         self._quiet_lost = 0  # records lost since the last line about them
@@ -126,6 +128,7 @@ class Recorder:
 
     def record(self, rec: QueryRecord) -> None:
         """Queue one query for the log: O(1), no I/O; dropped (and counted) when full."""
+        self._count(rec)
         pending = self._pending
         if len(pending) >= self._room:
             self.dropped += 1
@@ -137,11 +140,20 @@ class Recorder:
 
         The record is re-timed in the worker thread, off the DNS path.
         """
+        self._count(rec)
         pending = self._pending
         if len(pending) >= self._room:
             self.dropped += 1
             return
         pending.append((rec, epoch))
+
+    def _count(self, rec: QueryRecord) -> None:
+        """Answers by result and blocks by category since start (/metrics), kept or not."""
+        results = self.results
+        results[rec.action] = results.get(rec.action, 0) + 1
+        if rec.action == "blocked":
+            key = rec.category or "other"
+            self.blocked[key] = self.blocked.get(key, 0) + 1
 
     def system_event(self, kind: str, message: str, severity: str = "high", at: float | None = None) -> None:
         """A system problem for the parent: ``kind`` like upstream, lists, storage."""
@@ -293,4 +305,5 @@ class Recorder:
     def health(self) -> dict[str, Any]:
         """Counters for health/metrics (records unless named otherwise)."""
         writer = self.remote.totals() if self.remote is not None else self.writer.counters()
-        return {"queued": len(self._pending), "dropped": self.dropped, "lost": self.lost, **writer}
+        return {"queued": len(self._pending), "dropped": self.dropped, "lost": self.lost, **writer,
+                "results": dict(self.results), "blocked_by_category": dict(self.blocked)}
