@@ -1,7 +1,9 @@
 """The control socket: how ``guardian pause`` & co reach the running daemon.
 
-A Unix socket at ``data_dir/control.sock``, mode 0600 (only the daemon's user, and
-root, may act on the household), served by the daemon's event loop. One JSON request
+A Unix socket at ``data_dir/control.sock``, mode 0660, served by the daemon's event
+loop. Peer credentials (SO_PEERCRED) tell callers apart: root and the daemon's user may
+do everything; another member of the daemon's group (the dashboard's user) gets the
+parents' actions and the daemon's own, not ``import``. One JSON request
 per connection, one JSON answer, then the connection closes:
 
     {"action": "pause", "target": "Sam's tablet", "for": 1800}
@@ -30,6 +32,7 @@ import math
 import os
 import re
 import socket
+import struct
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,20 @@ MAX_REQUEST = 4 << 20  # bytes: an imported household is a few kilobytes
 READ_TIMEOUT = 10.0  # seconds a client may take to send its request
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+PARENTS_ACTIONS = ("ping", "pause", "resume", "bonus", "allow", "block", "usage", "export")
+
+
+def _trusted(writer: asyncio.StreamWriter) -> bool:
+    """Whether the peer is root or the daemon's own user (SO_PEERCRED)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                              struct.calcsize("3i")))
+    except (OSError, AttributeError):
+        return False
+    return uid in (0, os.geteuid())
 
 
 class DaemonNotRunning(GuardianError):
@@ -110,7 +127,9 @@ class ControlServer:
             with _address(self.path) as address:
                 sock.bind(address)
             # Before listen(): nobody can connect yet, so no one gets in under another mode.
-            os.chmod(self.path, 0o600)
+            # 0660: the daemon's group may connect (the dashboard's user is in it, for the
+            # parents' actions only: see _client); others cannot.
+            os.chmod(self.path, 0o660)
             sock.listen(16)
             sock.setblocking(False)
             self._server = await asyncio.start_unix_server(self._client, sock=sock, limit=MAX_REQUEST)
@@ -136,7 +155,11 @@ class ControlServer:
             except (TimeoutError, ValueError, asyncio.LimitOverrunError) as exc:
                 answer: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}"}
             else:
-                answer = await self.handle(payload)
+                if _trusted(writer) or payload.get("action") in self._parents_actions():
+                    answer = await self.handle(payload)
+                else:
+                    answer = {"ok": False, "error": f"the action {payload.get('action')!r} is not allowed for "
+                                                    "this user (only root and the daemon's user may use it)"}
             writer.write(json.dumps(answer, ensure_ascii=False).encode() + b"\n")
             await writer.drain()
         except (ConnectionError, OSError):
@@ -145,6 +168,13 @@ class ControlServer:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
+
+    def _parents_actions(self) -> set[str]:
+        """What a caller who is neither root nor the daemon's user (the dashboard's user)
+        may do: the parents' actions and the daemon's own, never ``import`` (a restore
+        replaces the whole household: root's or the daemon's user's, or a future
+        re-authenticated dashboard action)."""
+        return {*PARENTS_ACTIONS, *self.actions} - {"import"}
 
     async def handle(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Run one request; never raises (errors become ``{"ok": false, ...}``)."""
