@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import logging
 import secrets
+import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -713,7 +714,11 @@ async def events_seen(request: web.Request) -> web.StreamResponse:
     event_id = int(which) if which.isdigit() else None
     if which != "all" and event_id is None:
         raise Refused(400, _("No such event."))
-    await asyncio.to_thread(request.app[HISTORY].set_event_state, "seen", event_id)
+    try:
+        await asyncio.to_thread(request.app[HISTORY].set_event_state, "seen", event_id)
+    except sqlite3.Error as exc:  # e.g. this process's user may only read guardian.db
+        log.warning("cannot mark risk events seen: %s", exc)
+        raise Refused(503, _("Not saved:") + f" {exc}") from None
     await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, "events seen", which, "")
     raise back(request, "/activity")
 
