@@ -34,7 +34,7 @@ from .household_service import PARENT, HouseholdService, UnknownName, _keep_over
 from .policy.decide import decide
 from .policy.household import Household, household_from_config, household_to_dict
 from .policy.schedule import DAYS, parse_clock
-from .policy.snapshot import Snapshot, with_household
+from .policy.snapshot import Snapshot, with_household, with_override
 
 if TYPE_CHECKING:
     from .app import Guardian
@@ -55,7 +55,8 @@ def revision(household: Household) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _edit(service: HouseholdService, payload: dict[str, Any], edit: Callable[[dict[str, Any]], None]) -> str:
+def _edit(service: HouseholdService, payload: dict[str, Any], edit: Callable[[dict[str, Any]], None],
+          rename: tuple[str, str] | None = None) -> str:
     """Apply ``edit`` to the household's data inside the service's commit, check the
     result as the config is checked, and make it live. Returns the new revision."""
     base = payload.get("revision")
@@ -69,7 +70,12 @@ def _edit(service: HouseholdService, payload: dict[str, Any], edit: Callable[[di
                                                     services=service.services)
         if problems:
             raise ConfigError(problems)
-        return _keep_overrides(with_household(snap, household), _valid_in(household))
+        new = with_household(snap, household)
+        if rename is not None:  # a renamed device keeps its pause
+            for o in snap.overrides:
+                if o.kind == "pause-device" and o.target == rename[0]:
+                    new = with_override(new, dataclasses.replace(o, target=rename[1]))
+        return _keep_overrides(new, _valid_in(household))
 
     new = service._commit(change, origin=PARENT)
     return revision(new.household)
@@ -315,7 +321,7 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
             devices = [d for d in data["devices"] if d["name"] != was]
             data["devices"] = [*devices, item]
 
-        return _edit(service, payload, edit)
+        return _edit(service, payload, edit, rename=(was, name) if was != name else None)
 
     def device_remove(payload: dict[str, Any]) -> str:
         name = str(payload["name"])

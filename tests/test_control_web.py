@@ -62,7 +62,9 @@ def test_devices_assign_rename_and_forget(home) -> None:
     assert dig(port, "example.com", source="127.0.0.3", tool="kdig").status == "NOERROR"
     ok(home, action="device-set", name="Robin's phone", ip="127.0.0.3", profile="Child")
     assert dig(port, "example.com", source="127.0.0.3", tool="kdig").status == "NXDOMAIN"
+    ok(home, action="pause", target="Robin's phone", **{"for": 600})
     ok(home, action="device-set", was="Robin's phone", name="Robin's old phone")
+    assert "Robin's old phone" in home.daemon.policy.current.paused_devices  # the pause follows the rename
     names = [d["name"] for d in ok(home, action="state")["household"]["devices"]]
     assert names == ["Sam's tablet", "Robin's old phone"]
     assert "already called" in call(home, action="device-set", was="Robin's old phone", name="Sam's tablet")["error"]
