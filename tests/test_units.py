@@ -68,3 +68,49 @@ def test_each_process_has_its_own_user_and_only_the_dns_process_has_capabilities
     # The dashboard writes only its own folder; it reads the rest through group guardian.
     assert web["StateDirectory"] == ["guardian/web"] and web["SupplementaryGroups"] == ["guardian"]
     assert dns["ConfigurationDirectoryMode"] == ["0750"]
+
+
+def test_memory_deny_write_execute_is_safe_no_process_maps_writable_code(tmp_path):
+    """MemoryDenyWriteExecute=yes kills a process that maps memory writable and executable:
+    the real daemon, its writer and its dashboard map none (CPython has no JIT; uvloop,
+    marisa-trie, scapy, argon2-cffi bring none)."""
+    import os
+    import signal
+    import socket
+    import sys
+    import time
+
+    from conftest import dig, free_port
+
+    dns, web = free_port(), free_port(socket.SOCK_STREAM)
+    config = tmp_path / "guardian.yaml"
+    config.write_text(f"dns:\n  listen: [\"127.0.0.1:{dns}\"]\n  upstreams: [\"udp://127.0.0.1:9\"]\n"
+                      f"dashboard:\n  listen: [\"127.0.0.1:{web}\"]\ndata_dir: ./var\n")
+    proc = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--config", str(config)],
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while dig(dns, "guardian.lan").status not in ("NOERROR", "NXDOMAIN", "SERVFAIL"):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        while True:  # the dashboard child is up (it serves pages with Jinja2)
+            try:
+                socket.create_connection(("127.0.0.1", web), timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.2)
+        pids = [proc.pid]
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        assert len(pids) >= 3  # the daemon, its store writer, its dashboard
+        for pid in pids:
+            writable_code = [line for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+                             if line.split()[1][1:3] == "wx"]
+            assert writable_code == [], (pid, writable_code)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
