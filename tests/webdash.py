@@ -18,7 +18,7 @@ import pytest
 from conftest import ZONE, Running, dig, free_port
 from fakedns import FakeDns
 
-from guardian.config import parse
+from guardian.config import load
 from guardian.web.accounts import Accounts, db_path
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "web"
@@ -102,13 +102,16 @@ def wait_http(port: int, proc: subprocess.Popen[bytes], seconds: float = 30) -> 
 
 
 @pytest.fixture(scope="module")
-def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dash]:
+def dash(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Dash]:
     base = tmp_path_factory.mktemp("web")
     upstream = FakeDns(zone=dict(ZONE)).start()
     dns_port, web_port = free_port(), free_port(__import__("socket").SOCK_STREAM)
     config = base / "guardian.yaml"
     config.write_text(CONFIG.format(dns_port=dns_port, up_port=upstream.port, web_port=web_port, data=base / "var"))
-    daemon = Running(parse(config.read_text(), str(config), base=base))
+    provision = getattr(request.module, "PROVISION", "")  # a module may ship a telco's provision.yaml
+    if provision:
+        (base / "provision.yaml").write_text(provision)
+    daemon = Running(load(config))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = (base / "web.log").open("wb")
     web = subprocess.Popen([sys.executable, "-m", "guardian", "web", "--config", str(config)], stdout=log,

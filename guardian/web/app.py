@@ -19,6 +19,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import re
 import secrets
 import sqlite3
 import sys
@@ -34,7 +35,8 @@ from aiohttp import web
 
 from .. import sdnotify
 from ..config import Settings
-from ..errors import GuardianError
+from ..errors import ConfigError, GuardianError
+from ..provision import Provision, load_for, verify_setup_code
 from . import i18n
 from .accounts import Account, Accounts, Session, WeakPassword, db_path
 from .client import ActionFailed, Control, DaemonDown
@@ -54,7 +56,7 @@ if not ROOT.is_dir() and (Path(sys.prefix) / "share" / "guardian" / "web").is_di
     ROOT = Path(sys.prefix) / "share" / "guardian" / "web"  # a venv, the .deb (setup.py)
 COOKIE = "guardian_session"
 FORM_COOKIE = "guardian_form"  # the CSRF token of the forms shown before a session exists
-PUBLIC = ("/login", "/setup", "/healthz", "/static/")
+PUBLIC = ("/login", "/setup", "/healthz", "/static/", "/brand/")
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "base-uri 'none'; frame-ancestors 'none'; connect-src 'self'")
@@ -77,6 +79,7 @@ SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 ENV: web.AppKey[jinja2.Environment] = web.AppKey("env", jinja2.Environment)
 CATALOGS: web.AppKey[dict[str, Any]] = web.AppKey("catalogs", dict)
 HOSTS: web.AppKey[set[str]] = web.AppKey("hosts", set)
+PROVISION: web.AppKey[Provision] = web.AppKey("provision", Provision)
 
 
 class Refused(GuardianError):
@@ -183,6 +186,10 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     app[HISTORY] = History(settings.data_dir)
     app[SETTINGS] = settings
     app[HOSTS] = allowed_hosts(settings)
+    try:  # a telco's brand and setup code (config.load checked the files already)
+        app[PROVISION] = load_for(settings.path) if settings.path is not None else Provision()
+    except ConfigError:
+        app[PROVISION] = Provision()
     app[CATALOGS] = i18n.load(ROOT / "translations")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=True,
                              extensions=["jinja2.ext.i18n"], undefined=jinja2.StrictUndefined)
@@ -191,6 +198,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     app[ENV] = env
     r = app.router
     r.add_get("/healthz", healthz)
+    r.add_get("/brand/brand.css", brand_css)
+    r.add_get("/brand/logo", brand_logo)
     r.add_get("/login", login_page)
     r.add_post("/login", login)
     r.add_get("/setup", setup_page)
@@ -331,7 +340,8 @@ def render(request: web.Request, template: str, context: dict[str, Any], status:
         form_token = request.cookies.get(FORM_COOKIE, "") or secrets.token_urlsafe(32)
     page = request.app[ENV].get_template(template).render(
         lang=lang, dir="rtl" if lang in i18n.RTL else "ltr", account=session.account if session else None,
-        csrf=session.csrf if session else form_token, path=request.path, brand="Guardian", **context)
+        csrf=session.csrf if session else form_token, path=request.path, brand=brand_name(request.app),
+        logo=getattr(request.app[PROVISION].brand, "logo", None) is not None, **context)
     response = web.Response(text=page, content_type="text/html", status=status)
     if session is None and request.cookies.get(FORM_COOKIE) != form_token:
         response.set_cookie(FORM_COOKIE, form_token, httponly=True, samesite="Strict", path="/")
@@ -383,6 +393,32 @@ async def state_of(request: web.Request) -> dict[str, Any]:
 
 
 # --- public pages -----------------------------------------------------------------------------------
+
+
+def brand_name(app: web.Application) -> str:
+    brand = app[PROVISION].brand
+    return brand.name if brand is not None else "Guardian"
+
+
+CSS_VARIABLES = {"primary": "--brand", "accent": "--accent", "background": "--bg", "text": "--ink"}
+
+
+async def brand_css(request: web.Request) -> web.Response:
+    """The provisioning's colours as the stylesheet's variables (a file, so the CSP can
+    keep forbidding inline style); the provisioning checked them as #rrggbb."""
+    brand = request.app[PROVISION].brand
+    colours = brand.colours if brand is not None else {}
+    lines = [f"  {CSS_VARIABLES[k]}: {v};" for k, v in sorted(colours.items())
+             if k in CSS_VARIABLES and re.fullmatch(r"#[0-9a-fA-F]{6}", v)]
+    return web.Response(text=":root {\n" + "\n".join(lines) + "\n}\n", content_type="text/css")
+
+
+async def brand_logo(request: web.Request) -> web.StreamResponse:
+    brand = request.app[PROVISION].brand
+    if brand is None or brand.logo is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(brand.logo)
+
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -440,23 +476,37 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def setup_page(request: web.Request) -> web.StreamResponse:
     if request.app[ACCOUNTS].count() > 0:
         raise web.HTTPSeeOther("/login")
-    return render(request, "setup.html", {"error": ""})
+    return render(request, "setup.html", {"error": "", "code": bool(request.app[PROVISION].setup_code_hash)})
 
 
 async def setup(request: web.Request) -> web.StreamResponse:
     accounts = request.app[ACCOUNTS]
     data = await form(request)
+    code_hash = request.app[PROVISION].setup_code_hash
+    page = {"code": bool(code_hash)}
+    if code_hash:  # the code printed on the box: whoever creates the first account holds the box
+        key = f"client:{client_of(request)}"
+        wait = await asyncio.to_thread(accounts.locked_for, key)
+        if wait > 0:
+            response = render(request, "setup.html", {**page, "error": _(
+                "Too many failed attempts. Try again in %(minutes)s minutes.") % {"minutes": int(wait // 60) + 1}},
+                status=429)
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
+        if not await asyncio.to_thread(verify_setup_code, code_hash, data.get("code", "")):
+            await asyncio.to_thread(accounts.failed, key)
+            return render(request, "setup.html", {**page, "error": _("Wrong setup code.")}, status=403)
     if data.get("password", "") != data.get("again", ""):
-        return render(request, "setup.html", {"error": _("The two passwords differ.")}, status=400)
+        return render(request, "setup.html", {**page, "error": _("The two passwords differ.")}, status=400)
     try:
         account = await asyncio.to_thread(accounts.create, data.get("name", ""), data.get("password", ""),
                                           request["lang"], first=True)
     except WeakPassword as exc:
-        return render(request, "setup.html", {"error": _(str(exc))}, status=400)
+        return render(request, "setup.html", {**page, "error": _(str(exc))}, status=400)
     except GuardianError as exc:
         if accounts.count():
             raise web.HTTPSeeOther("/login") from None
-        return render(request, "setup.html", {"error": str(exc)}, status=400)
+        return render(request, "setup.html", {**page, "error": str(exc)}, status=400)
     await asyncio.to_thread(accounts.audit, account.name, "account created", account.name, "first run")
     raise open_session(request, account)
 
