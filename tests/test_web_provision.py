@@ -19,6 +19,7 @@ PROVISION = f"""
 brand:
   name: "Kidnet <Home>"
   colours: {{primary: "#123456", accent: "#abcdef"}}
+helpline: {{name: "Child Helpline <116 111>", phone: "+33 1 23 45 67 89", url: "https://helpline.example/"}}
 setup_code_hash: "{hash_setup_code(CODE)}"
 """
 
@@ -56,3 +57,15 @@ def test_the_dashboard_wears_the_brand(dash) -> None:
     assert status == 200 and headers["content-type"].startswith("text/css")
     assert "--brand: #123456;" in css and "--accent: #abcdef;" in css
     assert dash.http("GET", "/brand/logo")[0] == 404  # none provisioned
+
+
+def test_the_helpline_is_where_parents_read_about_risks_and_settings_say_how_the_box_is(dash) -> None:
+    from test_web_security import Client
+
+    c = Client(dash)
+    c.login()
+    for path in ("/activity", "/week"):
+        page = c.request("GET", path)[2]
+        assert "Child Helpline &lt;116 111&gt;" in page and 'href="tel:+33 1 23 45 67 89"' in page, path
+    settings = c.request("GET", "/settings")[2]
+    assert "Health" in settings and "listening" in settings.lower()

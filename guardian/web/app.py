@@ -341,7 +341,8 @@ def render(request: web.Request, template: str, context: dict[str, Any], status:
     page = request.app[ENV].get_template(template).render(
         lang=lang, dir="rtl" if lang in i18n.RTL else "ltr", account=session.account if session else None,
         csrf=session.csrf if session else form_token, path=request.path, brand=brand_name(request.app),
-        logo=getattr(request.app[PROVISION].brand, "logo", None) is not None, **context)
+        logo=getattr(request.app[PROVISION].brand, "logo", None) is not None,
+        helpline=request.app[PROVISION].helpline, **context)
     response = web.Response(text=page, content_type="text/html", status=status)
     if session is None and request.cookies.get(FORM_COOKIE) != form_token:
         response.set_cookie(FORM_COOKIE, form_token, httponly=True, samesite="Strict", path="/")
@@ -940,7 +941,11 @@ async def settings_page(request: web.Request, new_token: str = "") -> web.Stream
                  "current": s.key == session.key} for s in accounts.sessions(session.account.id)]
     tokens = [{**t, "seen": when(t["last_used"], zone, now) if t["last_used"] else "-"}
               for t in accounts.tokens(session.account.id)]
-    return render(request, "settings.html", {"accounts": accounts.accounts(), "audit": audit,
+    try:
+        health = str((await request.app[CONTROL].call("status")).get("message", ""))
+    except GuardianError as exc:
+        health = str(exc)
+    return render(request, "settings.html", {"accounts": accounts.accounts(), "audit": audit, "health": health,
                                              "sessions": sessions, "tokens": tokens, "new_token": new_token})
 
 
