@@ -324,3 +324,21 @@ def test_api_tokens_act_for_their_account_until_revoked(dash) -> None:
     assert key
     assert c.request("POST", "/settings/tokens/revoke", {"csrf": c.csrf(), "key": key.group(1)})[0] == 303
     assert api("GET", "/api/v1/state")[0] == 401
+
+
+def test_removing_another_parent_needs_your_password_and_ends_their_sessions(dash) -> None:
+    dash.ensure_parent()
+    dash.ensure_parent("Sam", "a passphrase of mine")  # a child who once got an account
+    sam = Client(dash, source="127.0.0.80")
+    assert sam.login("Sam", "a passphrase of mine")[0] == 303
+    c = Client(dash)
+    c.login()
+    assert c.request("POST", "/settings/accounts/remove", {"csrf": c.csrf(), "name": "Sam",
+                                                          "current": "not my password"})[0] == 403
+    assert c.request("POST", "/settings/accounts/remove", {"csrf": c.csrf(), "name": PARENT,
+                                                          "current": PASSWORD})[0] == 400  # not yourself
+    assert c.request("POST", "/settings/accounts/remove", {"csrf": c.csrf(), "name": "Sam",
+                                                          "current": PASSWORD})[0] == 303
+    assert dash.accounts().find("Sam") is None
+    assert sam.request("GET", "/")[0] == 303  # signed out
+    assert "account removed Sam" in c.request("GET", "/settings")[2]

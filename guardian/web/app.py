@@ -225,6 +225,7 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     r.add_post("/profiles/{name}/budget", profile_budget)
     r.add_get("/settings", settings_page)
     r.add_post("/settings/accounts", add_account)
+    r.add_post("/settings/accounts/remove", remove_account)
     r.add_post("/settings/password", change_password)
     r.add_post("/settings/sessions", revoke_session)
     r.add_post("/settings/language", set_language)
@@ -989,6 +990,22 @@ async def add_account(request: web.Request) -> web.StreamResponse:
     except GuardianError as exc:
         raise Refused(400, str(exc)) from None
     await asyncio.to_thread(accounts.audit, session.account.name, "account created", created.name, "")
+    raise web.HTTPSeeOther("/settings")
+
+
+async def remove_account(request: web.Request) -> web.StreamResponse:
+    """Remove another parent's account (asks for your password; its sessions and tokens end)."""
+    data = await form(request)
+    session = await reauthenticate(request, data.get("current", ""))
+    accounts = request.app[ACCOUNTS]
+    target = accounts.find(data.get("name", ""))
+    if target is None or target.id == session.account.id:
+        raise Refused(400, _("Choose another parent's account."))
+    try:
+        await asyncio.to_thread(accounts.remove, target.id)
+    except GuardianError as exc:
+        raise Refused(400, str(exc)) from None
+    await asyncio.to_thread(accounts.audit, session.account.name, "account removed", target.name, "")
     raise web.HTTPSeeOther("/settings")
 
 
