@@ -228,6 +228,10 @@ def check_config(path: str) -> int:
     for warning in default_profile_warnings(path, settings):
         print(warning, file=sys.stderr)
     print(f"{path}: OK ({len(settings.dns.listen)} listen addresses, {len(settings.dns.upstreams)} upstreams)")
+    from .provision import files_for
+
+    for provision_file in files_for(path):  # checked by config.load with the configuration
+        print(f"{provision_file}: OK (provisioning)")
     return 0
 
 

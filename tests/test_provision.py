@@ -55,6 +55,7 @@ def test_a_good_file_passes_check_config_and_is_read_whole(tmp_path):
     cfg = write(tmp_path, GOOD)
     result = check_config(cfg)
     assert result.returncode == 0, result.stderr
+    assert f"{tmp_path / 'provision.yaml'}: OK (provisioning)" in result.stdout
     prov = provision.load_for(cfg)
     assert prov.brand == provision.Brand("Telco Kids", tmp_path / "logo.svg", {"primary": "#0055aa",
                                                                                "accent": "#fa0"})
