@@ -240,6 +240,33 @@ def test_the_week_digest_and_marking_risk_events_seen(page: Page, dash) -> None:
     page.check("week")
 
 
+def test_a_category_toggle_saves_on_change_and_without_javascript_with_save(page: Page, browser, dash) -> None:
+    dash.daemon.call(_assign(dash))
+    assert not blocked(dash.dig("10bet.com"))
+    p = page.login()
+    page.go("/profiles/Child")
+    with p.expect_navigation():
+        p.check("input[name='category'][value='gambling']")  # the page's script submits it
+    assert p.is_checked("input[name='category'][value='gambling']")
+    assert blocked(dash.dig("10bet.com"))  # on the bundled gambling list
+    plain = browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 800})
+    try:
+        q = plain.new_page()
+        q.goto(dash.url + "/login")
+        q.fill("#name", PARENT)
+        q.fill("#password", PASSWORD)
+        q.click("form[action='/login'] button")
+        q.goto(dash.url + "/profiles/Child")
+        q.uncheck("input[name='category'][value='gambling']")
+        assert blocked(dash.dig("10bet.com"))  # nothing saved until Save
+        q.click("form.autosave button[type='submit']")
+        q.wait_for_url(dash.url + "/profiles/Child")
+        assert not q.is_checked("input[name='category'][value='gambling']")
+    finally:
+        plain.close()
+    assert not blocked(dash.dig("10bet.com"))
+
+
 @pytest.mark.parametrize("width", [375, 1280])
 def test_every_page_at_phone_and_desktop_width(browser, dash, width: int) -> None:
     dash.daemon.call(_assign(dash))

@@ -104,7 +104,9 @@ def wait_http(port: int, proc: subprocess.Popen[bytes], seconds: float = 30) -> 
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Dash]:
     base = tmp_path_factory.mktemp("web")
-    upstream = FakeDns(zone=dict(ZONE)).start()
+    # Names on the bundled gambling and adult lists answer upstream, so a block is Guardian's.
+    upstream = FakeDns(zone={**ZONE, "10bet.com": [("A", "198.51.100.9")], "www.3movs.com": [("A", "198.51.100.10")]}
+                       ).start()
     dns_port, web_port = free_port(), free_port(__import__("socket").SOCK_STREAM)
     config = base / "guardian.yaml"
     config.write_text(CONFIG.format(dns_port=dns_port, up_port=upstream.port, web_port=web_port, data=base / "var"))

@@ -6,4 +6,8 @@ document.addEventListener("DOMContentLoaded", () => {
   if (language && language.form) {
     language.addEventListener("change", () => language.form.requestSubmit());
   }
+  // A profile's filters save as soon as a toggle changes (the Save button stays for no-JS).
+  for (const form of document.querySelectorAll("form.autosave")) {
+    form.addEventListener("change", () => form.requestSubmit());
+  }
 });
