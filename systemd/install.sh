@@ -214,6 +214,10 @@ install_all() {
   debs
   users
   stage_files
+  if [ -f "$DESTDIR$CONF_DIR/guardian.yaml" ] && ! grep -Eq '^[[:space:]]*enabled:[[:space:]]*false' "$DESTDIR$CONF_DIR/guardian.yaml"; then
+    echo "note: $CONF_DIR/guardian.yaml does not say 'dashboard: {enabled: false}': guardian run would start"
+    echo "  a second dashboard beside guardian-web.service (README: Hardening); add it under dashboard:"
+  fi
   local src
   src=$(default_source)
   # shellcheck disable=SC2086

@@ -235,3 +235,14 @@ def test_real_install_into_a_throwaway_root_then_the_daemon_answers_in_a_netns(r
     install("--destdir", str(root), "--uninstall", "--purge")
     assert not (root / "var/lib/guardian").exists() and not (root / "etc/guardian").exists()
     assert "guardian" not in (root / "etc/passwd").read_text()
+
+
+def test_an_existing_config_that_starts_its_own_dashboard_is_pointed_out(tmp_path):
+    conf = tmp_path / "etc/guardian"
+    conf.mkdir(parents=True)
+    (conf / "guardian.yaml").write_text("dns:\n  listen: ['0.0.0.0:53']\ndata_dir: /var/lib/guardian\n")
+    out = install("--dry-run", "--destdir", str(tmp_path)).stdout
+    assert "keep /etc/guardian/guardian.yaml (already there: yours)" in out
+    assert "does not say 'dashboard: {enabled: false}'" in out
+    (conf / "guardian.yaml").write_text("dashboard:\n  enabled: false\n")
+    assert "enabled: false}'" not in install("--dry-run", "--destdir", str(tmp_path)).stdout
