@@ -32,11 +32,13 @@ import math
 import os
 import re
 import socket
+import sqlite3
 import struct
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from . import audit
 from .errors import ConfigError, GuardianError
 from .household_service import FOREVER, MAX_OVERRIDE_SECONDS, HouseholdService, UsageLine, next_clock, too_long
 
@@ -52,15 +54,20 @@ _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 PARENTS_ACTIONS = ("ping", "pause", "resume", "bonus", "allow", "block", "usage", "export")
 
 
-def _trusted(writer: asyncio.StreamWriter) -> bool:
-    """Whether the peer is root or the daemon's own user (SO_PEERCRED)."""
+def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    """The calling process's user id (SO_PEERCRED), or None when unknown."""
     sock = writer.get_extra_info("socket")
     try:
         _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                               struct.calcsize("3i")))
     except (OSError, AttributeError):
-        return False
-    return uid in (0, os.geteuid())
+        return None
+    return int(uid)
+
+
+def _trusted(writer: asyncio.StreamWriter) -> bool:
+    """Whether the peer is root or the daemon's own user (SO_PEERCRED)."""
+    return _peer_uid(writer) in (0, os.geteuid())
 
 
 class DaemonNotRunning(GuardianError):
@@ -157,6 +164,8 @@ class ControlServer:
             else:
                 if _trusted(writer) or payload.get("action") in self._parents_actions():
                     answer = await self.handle(payload)
+                    if answer.get("ok") and payload.get("action") in audit.WRITES:
+                        await self._audit(payload, _peer_uid(writer))
                 else:
                     answer = {"ok": False, "error": f"the action {payload.get('action')!r} is not allowed for "
                                                     "this user (only root and the daemon's user may use it)"}
@@ -168,6 +177,13 @@ class ControlServer:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
+
+    async def _audit(self, payload: dict[str, Any], uid: int | None) -> None:
+        """Who changed what (audit.py): one row per successful write, whoever called."""
+        try:
+            await asyncio.to_thread(audit.record, self.path.parent, payload, uid, self.service.clock())
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("the audit log could not be written: %s", exc)
 
     def _parents_actions(self) -> set[str]:
         """What a caller who is neither root nor the daemon's user (the dashboard's user)

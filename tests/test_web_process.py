@@ -4,11 +4,13 @@ reset-password`` sets a forgotten password on the box's shell and signs the acco
 from __future__ import annotations
 
 import http.client
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,46 @@ def test_reset_password_on_the_shell(tmp_path: Path) -> None:
     assert accounts.check("Alex", "correct horse battery") is None
     assert accounts.sessions(account.id) == []  # signed out everywhere
     assert accounts.audit_log()[0]["action"] == "password reset"
+
+
+def test_changes_from_the_command_line_are_in_the_dashboards_audit_log(tmp_path: Path) -> None:
+    from guardian import audit
+
+    upstream = FakeDns(zone=dict(ZONE)).start()
+    dns_port, web_port = free_port(), free_port(socket.SOCK_STREAM)
+    config = tmp_path / "guardian.yaml"
+    config.write_text(CONFIG.format(dns_port=dns_port, up_port=upstream.port, web_port=web_port,
+                                    data=tmp_path / "var"))
+    run = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--config", str(config)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(web_port, run, 60)
+        cli = [sys.executable, "-m", "guardian"]
+        done = subprocess.run([*cli, "pause", "Child", "--for", "10m", "--config", str(config)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        subprocess.run([*cli, "usage", "--config", str(config)], capture_output=True, check=True)  # a read
+        rows = audit.read(tmp_path / "var")
+        assert [(r["account"], r["action"], r["target"]) for r in rows] == [("cli root", "pause", "Child")]
+        assert "for=600" in rows[0]["detail"]
+        Accounts(db_path(tmp_path / "var")).create("Alex", "correct horse battery")
+        conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=5)
+        host = {"Host": f"127.0.0.1:{web_port}"}
+        conn.request("GET", "/login", headers=host)
+        r = conn.getresponse()
+        page = r.read().decode()
+        cookie = r.getheader("Set-Cookie", "").split(";", 1)[0]
+        token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        body = urllib.parse.urlencode({"csrf": token, "name": "Alex", "password": "correct horse battery"})
+        conn.request("POST", "/login", body=body, headers={**host, "Cookie": cookie,
+                                                           "Content-Type": "application/x-www-form-urlencoded"})
+        r = conn.getresponse()
+        r.read()
+        session = r.getheader("Set-Cookie", "").split(";", 1)[0]
+        conn.request("GET", "/settings", headers={**host, "Cookie": session})
+        settings = conn.getresponse().read().decode()
+        assert "<td>cli root</td><td>pause Child for=600</td>" in settings
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(30)
+        upstream.stop()

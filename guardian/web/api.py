@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from .app import ACCOUNTS, CONTROL, HISTORY, Refused, act, activity_filter, digest, session_of, state_of
+from .app import CONTROL, HISTORY, Refused, act, activity_filter, audit_log, digest, session_of, state_of
 
 PREFIX = "/api/v1"
 
@@ -59,7 +59,7 @@ async def get_week(request: web.Request) -> web.Response:
 
 
 async def get_audit(request: web.Request) -> web.Response:
-    return web.json_response(await asyncio.to_thread(request.app[ACCOUNTS].audit_log, 200))
+    return web.json_response(await asyncio.to_thread(audit_log, request.app, 200))
 
 
 async def post_pause(request: web.Request) -> web.Response:

@@ -363,10 +363,11 @@ async def form(request: web.Request) -> dict[str, str]:
 
 
 async def act(request: web.Request, action: str, audit: tuple[str, str, str], **fields: Any) -> dict[str, Any]:
-    """One control action for the signed-in parent, written to the audit log."""
+    """One control action for the signed-in parent, written to the audit log (the daemon's
+    too, which names the account: ``actor``)."""
     session = session_of(request)
     try:
-        answer = await request.app[CONTROL].call(action, **fields)
+        answer = await request.app[CONTROL].call(action, actor=session.account.name, **fields)
     except ActionFailed as exc:
         detail = "; ".join(exc.problems) if exc.problems else str(exc)
         raise Refused(409 if "meanwhile" in str(exc) else 400, _("Not saved:") + " " + detail) from None
@@ -935,7 +936,7 @@ async def settings_page(request: web.Request, new_token: str = "") -> web.Stream
     accounts = request.app[ACCOUNTS]
     zone = request.app[SETTINGS].zone
     now = time.time()
-    audit = await asyncio.to_thread(accounts.audit_log, 100)
+    audit = await asyncio.to_thread(audit_log, request.app, 100)
     for a in audit:
         a["when"] = when(a["time"], zone, now)
     sessions = [{"key": s.key, "client": s.client, "agent": s.agent, "seen": when(s.last_seen, zone, now),
@@ -965,6 +966,15 @@ async def revoke_token(request: web.Request) -> web.StreamResponse:
     request.app[ACCOUNTS].revoke_token(data.get("key", ""), session.account.id)
     await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, "API token revoked", "", "")
     raise web.HTTPSeeOther("/settings")
+
+
+def audit_log(app: web.Application, limit: int) -> list[dict[str, Any]]:
+    """Who did what, newest first: this dashboard's own log (parents' changes in words,
+    logins, accounts, tokens) and the daemon's for the changes made from the command line."""
+    from .. import audit
+
+    cli = [a for a in audit.read(app[SETTINGS].data_dir, limit) if a["account"].startswith("cli ")]
+    return sorted(app[ACCOUNTS].audit_log(limit) + cli, key=lambda a: -a["time"])[:limit]
 
 
 async def reauthenticate(request: web.Request, password: str) -> Session:
