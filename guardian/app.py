@@ -31,7 +31,9 @@ from .dns.steps.guard import Guard
 from .dns.steps.local import LocalNames
 from .dns.steps.policy import DeviceHint, Identify, Policy
 from .dns.steps.record import Record, Sink
-from .dns.upstream import Upstream, UpstreamPool, make_upstream, resolve_via
+from .dns.upstreams.base import Upstream
+from .dns.upstreams.factory import make_upstream
+from .dns.upstreams.pool import UpstreamPool, resolve_via
 from .errors import ConfigError, GuardianError
 from .household_service import HOUSEHOLD_DB, HouseholdService, HouseholdStore, load_household, seed_digest
 from .policy.household import Household, household_from_config

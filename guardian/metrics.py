@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .dns.upstream import RTT_BUCKETS_MS
+from .dns.upstreams.base import RTT_BUCKETS_MS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STALE_LISTS_SECONDS = 3 * 86_400  # a daily refresh missed three times: the lists are "old"

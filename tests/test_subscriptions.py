@@ -20,7 +20,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from guardian.config import ListSettings
-from guardian.dns.upstream import UpstreamError
+from guardian.dns.upstreams.base import UpstreamError
 from guardian.policy import lists
 from guardian.policy import subscriptions as subs_mod
 from guardian.policy.matcher import ListFile, Matcher, compile_snapshot

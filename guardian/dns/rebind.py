@@ -24,7 +24,7 @@ from typing import Any
 from dnslib import QTYPE, DNSRecord
 
 from .chain import Answer, Next, Query, then
-from .upstream import UpstreamFailure
+from .upstreams.base import UpstreamFailure
 from .wire import HEADER, RR_FIXED, T_A, T_AAAA, T_HTTPS, T_SVCB, U16, parse_reply, skip_name
 
 log = logging.getLogger(__name__)

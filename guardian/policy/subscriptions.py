@@ -617,7 +617,8 @@ async def upstream_downloader(
 ) -> AsyncIterator[Downloader]:
     """A Downloader resolving list hosts through ``resolvers`` (plain upstream specs; none:
     the system resolver), whose upstream sockets are closed on the way out."""
-    from ..dns.upstream import make_upstream, resolve_via
+    from ..dns.upstreams.factory import make_upstream
+    from ..dns.upstreams.pool import resolve_via
 
     plain = [make_upstream(spec) for spec in resolvers]
 

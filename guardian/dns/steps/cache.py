@@ -13,7 +13,8 @@ import time
 from ..cache import Cache, render
 from ..chain import Answer, Next, Query
 from ..messages import reply_with
-from ..upstream import UpstreamFailure, UpstreamPool
+from ..upstreams.base import UpstreamFailure
+from ..upstreams.pool import UpstreamPool
 from ..wire import SERVFAIL
 
 log = logging.getLogger(__name__)

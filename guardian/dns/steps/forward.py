@@ -14,7 +14,8 @@ import time
 
 from ..cache import fresh_entry, render
 from ..chain import Answer, Next, Query
-from ..upstream import UpstreamFailure, UpstreamPool
+from ..upstreams.base import UpstreamFailure
+from ..upstreams.pool import UpstreamPool
 from ..wire import CD, Reply, WireError, check_names, parse_reply
 
 log = logging.getLogger(__name__)

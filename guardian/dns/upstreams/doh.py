@@ -13,10 +13,10 @@ from typing import Any
 
 import aiohttp
 
-from ..httpclient import CallbackResolver
-from .spec import UpstreamSpec, is_ip
-from .upstream import Upstream, UpstreamError
-from .wire import build_query, question_matches
+from ...httpclient import CallbackResolver
+from ..spec import UpstreamSpec, is_ip
+from ..wire import build_query, question_matches
+from .base import Upstream, UpstreamError
 
 
 class HttpsUpstream(Upstream):
