@@ -54,6 +54,7 @@ class FakeDns:
     queries: list[tuple[str, str, str]] = field(default_factory=list)  # (transport, name, type)
     # name -> a function of the query's bytes giving the reply's bytes (None: stay silent)
     replies: dict[str, Any] = field(default_factory=dict)
+    senders: list[tuple[str, int]] = field(default_factory=list)  # (address, port) of each UDP query
 
     def answer(self, data: bytes, transport: str) -> bytes | None:
         request = DNSRecord.parse(data)
@@ -98,6 +99,7 @@ class FakeDns:
                 self.transport = transport
 
             def datagram_received(self, data: bytes, addr: Any) -> None:
+                fake.senders.append((addr[0], addr[1]))
                 loop.create_task(self.respond(data, addr))
 
             async def respond(self, data: bytes, addr: Any) -> None:

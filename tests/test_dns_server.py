@@ -243,6 +243,10 @@ def test_query_ids_and_source_ports_vary_upstream(make_guardian, upstream):
     for i in range(20):
         dig(g.port(), f"n{i}.example.net")
     assert len(seen_ids) >= 18  # random 16-bit IDs: collisions are rare
+    ports = [port for _address, port in upstream.senders]
+    assert len(ports) == 20
+    assert len(set(ports)) >= 8  # spread over the pool's sockets, each on its own random port
+    assert max(ports.count(port) for port in ports) <= 10
 
 
 def test_servfail_from_upstream_is_passed_on_not_cached(make_guardian, upstream):

@@ -136,10 +136,14 @@ def test_tcp_upstream(make_guardian, upstream):
     assert [q[0] for q in upstream.queries] == ["tcp"]
 
 
-def test_ipv6_upstream():
+def test_ipv6_upstream(make_guardian):
     fake = FakeDns(zone={"v6.example": [("A", "192.0.2.66")]}, host="::1").start()
     try:
         assert fake.url.startswith("udp://[::1]:")
+        g = make_guardian([fake.url])
+        assert dig(g.port(), "v6.example").values == ["192.0.2.66"]
+        assert ("udp", "v6.example", "A") in fake.queries
+        assert {address for address, _port in fake.senders} == {"::1"}  # asked over IPv6, from loopback
     finally:
         fake.stop()
 
