@@ -6,6 +6,7 @@
 # the wheel, the Debian docs and the lintian overrides. Needs dpkg-deb and a Python with pip
 # and wheel (PYTHON, default .venv/bin/python).
 set -euo pipefail
+umask 022  # what we ship and install has its own modes, whatever the caller's umask (a daemon's 027 included)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)

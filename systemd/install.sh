@@ -13,6 +13,7 @@
 # --files-only (with --destdir: stage the files alone, as `make deb` does).
 # Output lines that tell what happens start with "file ", "dir ", "run " or "remove ".
 set -euo pipefail
+umask 022  # what we ship and install has its own modes, whatever the caller's umask (a daemon's 027 included)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DESTDIR=${DESTDIR:-}

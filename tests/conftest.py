@@ -35,6 +35,18 @@ ZONE = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _keep_umask() -> Iterator[None]:
+    """A Guardian started in this process sets the daemon's umask (0027, see app.py); put the
+    test process's own back so later tests' files are not made private by accident."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    yield
+    os.umask(mask)
+
+
 @pytest.fixture
 def upstream() -> Iterator[FakeDns]:
     fake = FakeDns(zone=dict(ZONE)).start()

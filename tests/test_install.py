@@ -194,6 +194,7 @@ def test_real_install_into_a_throwaway_root_then_the_daemon_answers_in_a_netns(r
 
     site = next((root / "opt/guardian/.venv/lib").glob("python3*/site-packages"))
     (site / "test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (site / "test-deps.pth").chmod(0o644)  # user guardian reads it, whatever umask pytest runs under
     uid = next(line.split(":")[2] for line in passwd.splitlines() if line.startswith("guardian:"))
     upstream = dnsmasq(netns, 5300, "--address=/example.com/93.184.216.34")
     # As the unit runs it: user guardian, port 53 through an ambient capability, the paths of
