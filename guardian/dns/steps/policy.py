@@ -49,7 +49,7 @@ class Neighbours:
 
     def __init__(self, path: str = "/proc/net/arp", refresh: float = 10.0, *, refresh6: float = 3.0,
                  miss_interval: float = 0.2, read6: Callable[[], dict[str, str]] | None = None,
-                 probe_wait: float = 0.1, probe_every: float = 60.0) -> None:
+                 probe_wait: float = 0.25, probe_every: float = 60.0) -> None:
         self.path = Path(path)
         self.refresh = refresh
         self.refresh6 = refresh6  # seconds an IPv6 table read is kept
