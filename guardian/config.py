@@ -63,6 +63,9 @@ class DashboardSettings:
     listen: tuple[tuple[str, int], ...] = (("127.0.0.1", 8080),)
     enabled: bool = True  # ``guardian run`` starts ``guardian web`` as a child
     hosts: tuple[str, ...] = ()  # more names the dashboard answers to (Host allow-list)
+    # Who may read /metrics (a telco's Prometheus): loopback unless the operator widens it.
+    metrics_allow: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    metrics_token: str | None = None  # when set, /metrics also needs "Authorization: Bearer <token>"
 
 
 @dataclass(frozen=True)
@@ -364,6 +367,12 @@ def _network(text: str) -> Network:
         raise ValueError(f"{text!r} is not an address or network (e.g. 192.168.0.0/16)") from None
 
 
+def _metrics_token(text: str) -> str:
+    if len(text) < 12 or any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError("needs at least 12 characters, no spaces (e.g. the output of: openssl rand -hex 16)")
+    return text
+
+
 def _ip(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))
@@ -535,7 +544,9 @@ SCHEMA = mapping(
             }
         ),
         "dashboard": mapping({"listen": listof(converted(parse_hostport), allow_single=True), "enabled": boolean,
-                              "hosts": listof(converted(_local_name), allow_single=True)}),
+                              "hosts": listof(converted(_local_name), allow_single=True),
+                              "metrics_allow": listof(converted(_network), allow_single=True),
+                              "metrics_token": converted(_metrics_token)}),
         "data_dir": string,
         "timezone": converted(_zone),
         "log_level": choice("debug", "info", "warning", "error"),

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
-from .. import sdnotify
+from .. import metrics, sdnotify
 from ..config import Settings
 from ..errors import ConfigError, GuardianError
 from ..provision import Provision, load_for, verify_setup_code
@@ -56,7 +56,7 @@ if not ROOT.is_dir() and (Path(sys.prefix) / "share" / "guardian" / "web").is_di
     ROOT = Path(sys.prefix) / "share" / "guardian" / "web"  # a venv, the .deb (setup.py)
 COOKIE = "guardian_session"
 FORM_COOKIE = "guardian_form"  # the CSRF token of the forms shown before a session exists
-PUBLIC = ("/login", "/setup", "/healthz", "/static/", "/brand/")
+PUBLIC = ("/login", "/setup", "/healthz", "/metrics", "/static/", "/brand/")  # /metrics: its own allow-list
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "base-uri 'none'; frame-ancestors 'none'; connect-src 'self'")
@@ -198,6 +198,7 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     app[ENV] = env
     r = app.router
     r.add_get("/healthz", healthz)
+    r.add_get("/metrics", metrics_page)
     r.add_get("/brand/brand.css", brand_css)
     r.add_get("/brand/logo", brand_logo)
     r.add_get("/login", login_page)
@@ -424,13 +425,52 @@ async def brand_logo(request: web.Request) -> web.StreamResponse:
 
 
 
-async def healthz(request: web.Request) -> web.Response:
+async def _daemon_status(request: web.Request) -> dict[str, Any] | None:
+    """The DNS process's ``status`` (control socket), or None when it does not answer."""
     try:
-        await request.app[CONTROL].call("ping")
-        dns = "up"
+        data = await request.app[CONTROL].data("status")
     except GuardianError:
-        dns = "down"
-    return web.json_response({"ok": True, "dns": dns}, status=200)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """For a telco's monitoring: no authentication, no household data (guardian/metrics.py)."""
+    code, body = metrics.healthz(await _daemon_status(request))
+    return web.json_response(body, status=code)
+
+
+def metrics_refusal(request: web.Request) -> web.Response | None:
+    """403 outside ``dashboard.metrics_allow``; 401 without the bearer token when one is set."""
+    dashboard = request.app[SETTINGS].dashboard
+    try:
+        peer = ipaddress.ip_address((request.remote or "").split("%")[0])
+    except ValueError:
+        peer = None
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped
+    if peer is None or not any(peer in net for net in dashboard.metrics_allow):
+        return web.Response(status=403, text="403: this address may not read the metrics "
+                                             "(dashboard.metrics_allow)\n")
+    if dashboard.metrics_token:
+        sent = request.headers.get("Authorization", "")
+        if not (sent.startswith("Bearer ") and hmac.compare_digest(sent[7:].strip().encode(),
+                                                                   dashboard.metrics_token.encode())):
+            return web.Response(status=401, text="401: the metrics need the bearer token (dashboard.metrics_token)\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    return None
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """Prometheus text exposition for the allowed clients (a telco's scraper)."""
+    refused = metrics_refusal(request)
+    if refused is not None:
+        return refused
+    status = await _daemon_status(request)
+    events = await asyncio.to_thread(request.app[HISTORY].events_by_severity) if status else None
+    response = web.Response(text=metrics.render(status, events))
+    response.headers["Content-Type"] = metrics.CONTENT_TYPE
+    return response
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:

@@ -123,6 +123,11 @@ class History:
                 "state", "message")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    def events_by_severity(self) -> dict[str, int]:
+        """Risk events kept in guardian.db per severity (counts only: /metrics)."""
+        return {str(r[0]): int(r[1]) for r in self._rows(
+            "SELECT severity, count(*) FROM risk_events GROUP BY severity") if r[0]}
+
     def blocked_by_category(self, since: float) -> list[tuple[str, int]]:
         """(category, blocked queries) since ``since``, most first, from the hourly rollup."""
         return [(r[0] or "", int(r[1])) for r in self._rows(
