@@ -79,8 +79,8 @@ def parse_neighbours(data: bytes, family: int = socket.AF_INET6,
             if fam != family or not address or state & (NUD_FAILED | NUD_NOARP):
                 pass
             elif state & NUD_INCOMPLETE:
-                if incomplete:
-                    found[address] = ""
+                if incomplete:  # a link-local address is one entry per interface: a MAC wins
+                    found.setdefault(address, "")
             elif mac and mac != "00:00:00:00:00:00":
                 found[address] = mac
         offset += _align(length)
@@ -106,6 +106,8 @@ def neighbours(family: int = socket.AF_INET6, timeout: float = 0.5, incomplete: 
             if not chunk:
                 raise NetlinkError("netlink closed during the neighbour dump")
             found, done = parse_neighbours(chunk, family, incomplete)
-            table.update(found)
+            for address, mac in found.items():
+                if mac or address not in table:  # never let an INCOMPLETE entry on another link hide a MAC
+                    table[address] = mac
             if done:
                 return table

@@ -24,6 +24,7 @@ from dnslib import CNAME, EDNS0, QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord
 from ... import netlink
 from ...policy.decide import Decision, check_cname_chain, decide
 from ...policy.snapshot import PolicyHolder
+from ...verdicts import Action
 from ..chain import Answer, Next, Query, then
 from ..messages import POINTER_TO_QNAME, record, reply_with, soa_record
 from ..wire import HEADER, NOERROR, NXDOMAIN, T_A, T_AAAA, U32, WireError, parse_query, parse_reply, text_to_wire
@@ -130,14 +131,26 @@ class Neighbours:
 
     async def probe(self, ip: str) -> str | None:
         """Make the kernel resolve ``ip`` and wait (``probe_wait`` s at most) for its MAC."""
-        try:
-            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-                sock.setblocking(False)
-                sock.sendto(b"\0", socket.getaddrinfo(ip, DISCARD_PORT, socket.AF_INET6, socket.SOCK_DGRAM)[0][4])
-        except OSError as exc:
-            log.debug("dns: cannot probe %s: %s", ip, exc)
-            return None
         address = ip.split("%", 1)[0]
+        if "%" in ip or not address.lower().startswith(("fe8", "fe9", "fea", "feb")):
+            try:
+                targets = [socket.getaddrinfo(ip, DISCARD_PORT, socket.AF_INET6, socket.SOCK_DGRAM)[0][4]]
+            except OSError as exc:
+                log.debug("dns: cannot probe %s: %s", ip, exc)
+                return None
+        else:  # a link-local client; the listener's address has no scope: ask on every link
+            targets = [(address, DISCARD_PORT, 0, index) for index, name in socket.if_nameindex() if name != "lo"]
+        sent = False
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            for target in targets:
+                try:
+                    sock.sendto(b"\0", target)
+                    sent = True
+                except OSError as exc:
+                    log.debug("dns: cannot probe %s: %s", ip, exc)
+        if not sent:
+            return None
         deadline = time.monotonic() + self.probe_wait
         while True:
             now = time.monotonic()
@@ -220,21 +233,23 @@ class Policy:
         snap = self.holder.current
         now = self.clock()
         q = query.q
-        decision = decide(q.name, q.qtype, query.device, query.profile, now, snap)
+        profile = query.profile
+        assert profile is not None, "Identify names the profile before Policy"
+        decision = decide(q.name, q.qtype, query.device, profile, now, snap)
         query.decision = decision
-        if decision.action == "block":
+        if decision.action is Action.BLOCK:
             query.source = "policy"
             cap = decision.ttl_cap
             # Reusable for a second, never past a boundary (the end of a pause, a window).
             query.reuse_until = query.received + (1 if cap is None or cap > 2 else 0)
             return self.blocked(query, decision)
-        if decision.action == "rewrite":
+        if decision.action is Action.REWRITE:
             query.source = "policy"
             return self._rewrite(query, decision, nxt, now)
 
         def after(answer: bytes) -> bytes:
             if query.cnames:
-                chained = check_cname_chain(list(query.cnames), query.device, query.profile, now, snap)
+                chained = check_cname_chain(list(query.cnames), query.device, profile, now, snap)
                 if chained is not None:
                     query.decision = chained
                     query.source = "policy"
@@ -286,7 +301,9 @@ class Policy:
         q = query.q
         target = decision.target
         snap = self.holder.current
-        blocked = check_cname_chain([target], query.device, query.profile, now, snap)
+        profile = query.profile
+        assert profile is not None, "Identify names the profile before Policy"
+        blocked = check_cname_chain([target], query.device, profile, now, snap)
         if blocked is not None:
             query.decision = blocked
             return self.blocked(query, blocked)
@@ -299,7 +316,7 @@ class Policy:
         pending = nxt(sub)
         sub_answer = pending if isinstance(pending, bytes) else await pending
         if sub.cnames:
-            blocked = check_cname_chain(list(sub.cnames), query.device, query.profile, now, snap)
+            blocked = check_cname_chain(list(sub.cnames), query.device, profile, now, snap)
             if blocked is not None:
                 query.decision = blocked
                 return self.blocked(query, blocked)
