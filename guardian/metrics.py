@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .dns.upstreams.base import RTT_BUCKETS_MS
+from .verdicts import Outcome
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STALE_LISTS_SECONDS = 3 * 86_400  # a daily refresh missed three times: the lists are "old"
-RESULTS = ("allowed", "blocked", "rewritten", "refused", "error")
+RESULTS = tuple(Outcome)
 SEVERITIES = ("low", "medium", "high", "critical")
 
 

@@ -19,9 +19,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .wire import Question
+
+if TYPE_CHECKING:
+    from ..policy.decide import Decision
+    from ..policy.household import Device, Profile
+    from .wire import Reply
 
 Answer = bytes | Awaitable[bytes]
 Next = Callable[["Query"], Answer]
@@ -41,13 +46,13 @@ class Query:
     client: str
     transport: str  # "udp" or "tcp"
     received: float = field(default_factory=time.monotonic)
-    device: Any = None
-    profile: Any = None
-    decision: Any = None
+    device: Device | None = None  # the household's device, None for a stranger
+    profile: Profile | None = None
+    decision: Decision | None = None
     source: str = ""
     upstream: str = ""
     rcode: int = 0
-    reply: Any = None  # the upstream reply (wire.Reply) when one was fetched
+    reply: Reply | None = None  # the upstream reply when one was fetched
     cnames: tuple[str, ...] = ()  # CNAME targets in the answer (for CNAME-chain policy)
     # Where the answer's record TTLs are, when a step below knows (cache, upstream):
     # (offset from ttl_base, TTL) pairs, so a TTL cap is applied without parsing.

@@ -34,31 +34,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
+from ..verdicts import Action, Reason
 from .household import Device, Profile
 from .lists import normalise_name
 from .matcher import Hit, decide_hits
 from .snapshot import ALLOW, DENY, NO_META, SCHEDULE_ALLOW_SHIFT, CompiledProfile, Snapshot
 
-ALLOW_ACTION = "allow"
-BLOCK = "block"
-REWRITE = "rewrite"
-
-REASONS = (
-    "",
-    "allow",
-    "deny",
-    "category",
-    "service",
-    "schedule",
-    "budget",
-    "override-allow",
-    "override-block",
-    "pause",
-    "bypass",
-    "safe-search",
-)
+REASONS = tuple(Reason)  # every reason a decision gives, as stored
 
 # Names a device asks to learn whether it may bypass the network's DNS; answered at
 # once when bypass protection is on. NXDOMAIN tells Firefox to keep the network's DNS
@@ -79,7 +62,7 @@ BUDGET_TTL = 60  # seconds: a name counted against a budget is re-asked each min
 class Decision:
     """What to do with one query and why.
 
-    ``action``: allow | block | rewrite. ``reason``: one of ``REASONS``. For a block,
+    ``action``: an ``Action``. ``reason``: a ``Reason``. For a block,
     ``block_mode`` says how to answer (nxdomain | null | blockpage | nodata); for a
     rewrite ``target`` is the CNAME target. ``ttl_cap`` (seconds) bounds the answer's
     TTL so a device's cache cannot outlive the next schedule/override boundary; None
@@ -87,8 +70,8 @@ class Decision:
     this name counts toward: the caller feeds them to the usage meter when allowed.
     """
 
-    action: str
-    reason: str = ""
+    action: Action
+    reason: Reason = Reason.NONE
     profile: str = ""
     device: str = ""
     category: str = ""
@@ -106,7 +89,7 @@ class Decision:
 
     @property
     def blocked(self) -> bool:
-        return self.action == BLOCK
+        return self.action is Action.BLOCK
 
 
 def normalise(name: str) -> str:
@@ -214,7 +197,7 @@ def check_cname_chain(
     """
     for raw in names:
         found = _decide(normalise(raw), 1, device, profile, now, snap, True)
-        if found.action == BLOCK:
+        if found.action is Action.BLOCK:
             return found
     return None
 
@@ -222,26 +205,54 @@ def check_cname_chain(
 _CACHE_MAX = 4096  # decisions kept per profile; cleared whole when full
 
 
-def _new(cp: CompiledProfile, fields: tuple[Any, ...]) -> Decision:
-    """``Decision(*fields)``, shared with earlier equal decisions of the profile.
+def _new(
+    cp: CompiledProfile,
+    action: Action,
+    reason: Reason,
+    *,
+    profile: str,
+    device: str,
+    category: str = "",
+    service: str = "",
+    list_name: str = "",
+    rule: str = "",
+    schedule: str = "",
+    threat: str = "",
+    severity: str = "",
+    target: str = "",
+    block_mode: str = "",
+    ttl_cap: int | None = None,
+    budget_targets: tuple[str, ...] = (),
+    budget: str = "",
+) -> Decision:
+    """The one way decisions are built: by keyword, shared with earlier equal decisions
+    of the profile.
 
     A frozen 16-field dataclass costs ~16 object.__setattr__ calls to build; most
     queries end in a decision seen before (same device, verdict and TTL bucket), so a
-    dict hit on the field tuple is several times cheaper. Decisions are immutable,
-    so sharing them is safe.
+    dict hit on a tuple of every field is several times cheaper. The tuple is only a
+    key (every field is in it, so equal keys are equal decisions whatever the fields'
+    order); the Decision itself is built by keyword. Decisions are immutable, so
+    sharing them is safe.
     """
+    key = (action, reason, profile, device, category, service, list_name, rule, schedule, threat, severity,
+           target, block_mode, ttl_cap, budget_targets, budget)
     cache = cp.cache
-    found = cache.get(fields)
+    found = cache.get(key)
     if found is None:
         if len(cache) >= _CACHE_MAX:
             cache.clear()
-        found = cache[fields] = Decision(*fields)
+        found = cache[key] = Decision(
+            action=action, reason=reason, profile=profile, device=device, category=category, service=service,
+            list_name=list_name, rule=rule, schedule=schedule, threat=threat, severity=severity, target=target,
+            block_mode=block_mode, ttl_cap=ttl_cap, budget_targets=budget_targets, budget=budget,
+        )
     return found
 
 
 def _block(
     cp: CompiledProfile,
-    reason: str,
+    reason: Reason,
     dev: str,
     snap: Snapshot,
     hits: tuple[Hit, ...],
@@ -276,25 +287,9 @@ def _block(
                 list_name = named.list_name
                 rule = rule or found.domain
     return _new(
-        cp,
-        (
-            BLOCK,
-            reason,
-            profile.name,
-            dev,
-            category,
-            meta.service,
-            list_name,
-            rule,
-            schedule,
-            threat,
-            severity,
-            "",
-            mode or profile.block_mode,
-            ttl,
-            targets,
-            budget,
-        ),
+        cp, Action.BLOCK, reason, profile=profile.name, device=dev, category=category, service=meta.service,
+        list_name=list_name, rule=rule, schedule=schedule, threat=threat, severity=severity,
+        block_mode=mode or profile.block_mode, ttl_cap=ttl, budget_targets=targets, budget=budget,
     )
 
 
@@ -317,7 +312,7 @@ def _decide(
         if until <= now:
             until = snap.paused_profiles.get(pname, 0.0)
         if until > now:
-            return _block(cp, "pause", dev, snap, snap.matcher.lookup(name), ttl=_cap(until - now))
+            return _block(cp, Reason.PAUSE, dev, snap, snap.matcher.lookup(name), ttl=_cap(until - now))
 
     # 2. one-domain overrides
     if snap.domain_overrides:
@@ -327,15 +322,16 @@ def _decide(
             if found is not None:
                 domain, allow, until = found
                 if allow:
-                    return _new(cp, (ALLOW_ACTION, "override-allow", pname, dev, "", "", "", domain, "", "", "", "", "", _cap(until - now), (), ""))
-                return _block(cp, "override-block", dev, snap, snap.matcher.lookup(name), rule=domain,
+                    return _new(cp, Action.ALLOW, Reason.OVERRIDE_ALLOW, profile=pname, device=dev, rule=domain,
+                                ttl_cap=_cap(until - now))
+                return _block(cp, Reason.OVERRIDE_BLOCK, dev, snap, snap.matcher.lookup(name), rule=domain,
                               ttl=_cap(until - now))
 
     # 3. the profile's allow list
     if cp.custom:
         allowed, denied, sched_allow = _suffix_flags(name, cp.custom)
         if allowed:
-            return _new(cp, (ALLOW_ACTION, "allow", pname, dev, "", "", "", allowed, "", "", "", "", "", None, (), ""))
+            return _new(cp, Action.ALLOW, Reason.ALLOW, profile=pname, device=dev, rule=allowed)
     else:
         denied, sched_allow = "", 0
 
@@ -348,13 +344,13 @@ def _decide(
         mode = CANARIES.get(name)
         if mode is not None:
             bypass_hit = win if win is not None and not win.allow else None
-            return _block(cp, "bypass", dev, snap, hits, rule=name, mode=mode, hit=bypass_hit)
+            return _block(cp, Reason.BYPASS, dev, snap, hits, rule=name, mode=mode, hit=bypass_hit)
         if win is not None and not win.allow and win.list_id in cp.bypass_ids:
-            return _block(cp, "bypass", dev, snap, hits, hit=win)
+            return _block(cp, Reason.BYPASS, dev, snap, hits, hit=win)
 
     # 5. the profile's deny list
     if denied:
-        return _block(cp, "deny", dev, snap, hits, rule=denied)
+        return _block(cp, Reason.DENY, dev, snap, hits, rule=denied)
 
     # 6. schedules (time-bound; they set the answer's TTL cap)
     ttl_cap: int | None = None
@@ -370,11 +366,11 @@ def _decide(
                 if not compiled.ids:  # block: all
                     if chain or sched_allow >> compiled.index & 1:
                         continue
-                    return _block(cp, "schedule", dev, snap, hits, schedule=compiled.schedule.name, ttl=ttl_cap)
+                    return _block(cp, Reason.SCHEDULE, dev, snap, hits, schedule=compiled.schedule.name, ttl=ttl_cap)
                 if hits:
                     hit = _deny_hit(hits, compiled.ids, snap)
                     if hit is not None:
-                        return _block(cp, "schedule", dev, snap, hits, schedule=compiled.schedule.name, ttl=ttl_cap,
+                        return _block(cp, Reason.SCHEDULE, dev, snap, hits, schedule=compiled.schedule.name, ttl=ttl_cap,
                                       hit=hit)
 
     # 7. budgets
@@ -386,7 +382,7 @@ def _decide(
                 continue
             targets += (budget.target,)
             if not bonus and snap.budgets.exceeded(pname, budget.target, budget.minutes, now):
-                return _block(cp, "budget", dev, snap, hits, ttl=ttl_cap, hit=hit, budget=budget.target,
+                return _block(cp, Reason.BUDGET, dev, snap, hits, ttl=ttl_cap, hit=hit, budget=budget.target,
                               targets=targets)
         if targets:
             # Usage is counted per minute: re-ask soon so a used-up budget holds.
@@ -398,23 +394,20 @@ def _decide(
     if win is not None:
         if not win.allow:
             meta = snap.lists.get(win.list_id, NO_META)
-            reason = "service" if meta.service else "category"
+            reason = Reason.SERVICE if meta.service else Reason.CATEGORY
             return _block(cp, reason, dev, snap, hits, ttl=ttl_cap, hit=win, targets=targets)
         # An allowlist decided: still an allow, but say which list.
         meta = snap.lists.get(win.list_id, NO_META)
-        return _new(
-            cp,
-            (ALLOW_ACTION, "", pname, dev, meta.category, meta.service, meta.list_name, win.domain, "", "", "", "", "", ttl_cap, targets, ""),
-        )
+        return _new(cp, Action.ALLOW, Reason.NONE, profile=pname, device=dev, category=meta.category,
+                    service=meta.service, list_name=meta.list_name, rule=win.domain, ttl_cap=ttl_cap,
+                    budget_targets=targets)
 
     # 9. safe search
     if cp.safe:
         rewrite = snap.safesearch.lookup(name, profile.safe_search, profile.youtube)
         if rewrite is not None:
-            return _new(
-                cp,
-                (REWRITE, "safe-search", pname, dev, "", "", rewrite[1], name, "", "", "", rewrite[0], "", ttl_cap, targets, ""),
-            )
+            return _new(cp, Action.REWRITE, Reason.SAFE_SEARCH, profile=pname, device=dev, list_name=rewrite[1],
+                        rule=name, target=rewrite[0], ttl_cap=ttl_cap, budget_targets=targets)
 
     # 10. allow
-    return _new(cp, (ALLOW_ACTION, "", pname, dev, "", "", "", "", "", "", "", "", "", ttl_cap, targets, ""))
+    return _new(cp, Action.ALLOW, Reason.NONE, profile=pname, device=dev, ttl_cap=ttl_cap, budget_targets=targets)

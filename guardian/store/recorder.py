@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from ..config import PrivacySettings, Settings, StoreSettings
+from ..verdicts import Outcome
 from .child import lower_priority
 from .process import FIELDS, SHIP_SECONDS, RemoteWriter, WorkerGone, options
 from .records import DB_NAME, QueryRecord
@@ -151,7 +152,7 @@ class Recorder:
         """Answers by result and blocks by category since start (/metrics), kept or not."""
         results = self.results
         results[rec.action] = results.get(rec.action, 0) + 1
-        if rec.action == "blocked":
+        if rec.action == Outcome.BLOCKED:
             key = rec.category or "other"
             self.blocked[key] = self.blocked.get(key, 0) + 1
 

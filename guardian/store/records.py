@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..verdicts import Outcome
+
 # Actions and the severities of the rule packs, in rising order (the rank is used to
 # keep the worst severity seen by an aggregated event).
-ACTIONS = ("allowed", "blocked", "rewritten", "refused", "error")
+ACTIONS = tuple(Outcome)
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
@@ -40,7 +42,7 @@ class QueryRecord:
     profile: str | None
     name: str  # queried name, lowercase, no trailing dot
     qtype: int
-    action: str  # "allowed" | "blocked" | "rewritten" | "refused" | "error"
+    action: str  # an Outcome: allowed | blocked | rewritten | refused | error
     rcode: int
     source: str  # guard | local | policy | cache | stale | upstream | servfail
     reason: str = ""  # what decided: "" (nothing matched), category, service, deny, allow, schedule, ...

@@ -25,6 +25,7 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from ..usage import local_day
+from ..verdicts import Outcome, Reason
 from .records import (
     BLOCKED,
     BUDGET,
@@ -45,24 +46,24 @@ DEFAULT_SEVERITY = {BLOCKED: "medium", BYPASS: "high", SCHEDULE: "low", BUDGET: 
 
 def classify(rec: QueryRecord) -> tuple[str, str] | None:
     """(kind, topic) of the risk this query shows, or None. Topic groups the aggregation."""
-    if rec.reason == "bypass" or (rec.category == "bypass" and rec.action in ("blocked", "refused")):
+    if rec.reason == Reason.BYPASS or (rec.category == "bypass" and rec.action in (Outcome.BLOCKED, Outcome.REFUSED)):
         return BYPASS, rec.category or rec.service or "bypass"
-    if rec.action != "blocked":
+    if rec.action != Outcome.BLOCKED:
         return None
-    if rec.reason == "budget":
+    if rec.reason == Reason.BUDGET:
         return BUDGET, rec.service or rec.category or ""
     if rec.threat:
         # The threat wins whatever decided first (a schedule, a pause, the deny list):
         # pornography at bedtime is an adult event of the adult severity.
         return BLOCKED, rec.category or rec.service or rec.threat
-    if rec.reason == "schedule":
+    if rec.reason == Reason.SCHEDULE:
         return SCHEDULE, rec.schedule or ""
     return None
 
 
 def is_risk(rec: QueryRecord) -> bool:
     """Kept in detail in ``risks-only`` privacy mode: blocked, threats and risk events."""
-    return rec.action == "blocked" or bool(rec.threat) or classify(rec) is not None
+    return rec.action == Outcome.BLOCKED or bool(rec.threat) or classify(rec) is not None
 
 
 def worse(a: str, b: str) -> str:

@@ -35,6 +35,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..config import PrivacySettings
 from ..usage import UsageMeter, local_day
+from ..verdicts import Outcome
 from .db import Database, StoreError, open_database
 from .records import BUDGET, NEW_DEVICE, QueryRecord, RiskEvent
 from .risk import RiskRules, is_risk
@@ -43,7 +44,7 @@ from .tables import queries
 log = logging.getLogger(__name__)
 
 ClientKey = tuple[str, str, str]  # (ip, mac or "", device or "")
-_USED = ("allowed", "rewritten")
+_USED = (Outcome.ALLOWED, Outcome.REWRITTEN)
 ID_CACHE_MAX = 50_000  # names and labels whose ids the writer remembers between batches
 _CORRUPT = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB  # actions that mean the device got to use the name
 
@@ -171,7 +172,7 @@ class StoreWriter:
             hour = int(rec.time // 3600) * 3600
             hk = (hour, ck, rec.profile, rec.category, rec.service, rec.action)
             hourly[hk] = hourly.get(hk, 0) + 1
-            if rec.action == "blocked":
+            if rec.action == Outcome.BLOCKED:
                 bk = (hour, rec.name, ck, rec.profile)
                 blocked[bk] = blocked.get(bk, 0) + 1
             if detail_all or is_risk(rec):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection
 from typing import Protocol
 
 from ...store.records import QueryRecord
+from ...verdicts import Action, Outcome, Reason
 from ..chain import Answer, Next, Query, then
 from ..wire import REFUSED, SERVFAIL
 
@@ -21,15 +22,15 @@ class Sink(Protocol):
     def repeat(self, rec: QueryRecord, epoch: float) -> None: ...
 
 
-def action_of(query: Query) -> str:
+def action_of(query: Query) -> Outcome:
     decision = query.decision
-    if decision is not None and decision.action != "allow":
-        return "blocked" if decision.action == "block" else "rewritten"
+    if decision is not None and decision.action is not Action.ALLOW:
+        return Outcome.BLOCKED if decision.action is Action.BLOCK else Outcome.REWRITTEN
     if query.rcode == REFUSED:
-        return "refused"
+        return Outcome.REFUSED
     if query.rcode == SERVFAIL:
-        return "error"
-    return "allowed"
+        return Outcome.ERROR
+    return Outcome.ALLOWED
 
 
 def record_of(query: Query, now: float, services: Collection[str] = ()) -> QueryRecord:
@@ -57,7 +58,7 @@ def record_of(query: Query, now: float, services: Collection[str] = ()) -> Query
         action=action_of(query),
         rcode=query.rcode,
         source=query.source,
-        reason=d.reason if d is not None else "",
+        reason=d.reason if d is not None else Reason.NONE,
         category=category,
         service=service,
         list_name=getattr(d, "list_name", None),
