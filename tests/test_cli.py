@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dig, free_port
+from support import dig, free_port
 
 GUARDIAN = [sys.executable, "-m", "guardian"]
 

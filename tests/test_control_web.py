@@ -4,7 +4,7 @@ state, explain, and fine-grained writes checked like the config, with a revision
 from __future__ import annotations
 
 import pytest
-from conftest import dig
+from support import dig
 
 CONFIG = """
 household:

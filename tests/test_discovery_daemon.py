@@ -29,7 +29,7 @@ def test_a_bypass_seen_by_discovery_becomes_a_risk_event(make_guardian, upstream
 
 
 def test_a_device_named_by_its_dhcp_hostname_gets_its_profile(make_guardian, upstream, tmp_path):
-    from conftest import dig
+    from support import dig
 
     from guardian.discovery.registry import Device
 
@@ -54,7 +54,7 @@ def test_a_reload_with_new_discovery_settings_restarts_discovery_keeping_the_dev
     new one (new settings) loads the same devices back."""
     import dataclasses
 
-    from conftest import dig
+    from support import dig
 
     from guardian import config as config_module
     from guardian.discovery.packets import Sighting

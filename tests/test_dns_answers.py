@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-from conftest import dig
 from dnslib import HTTPS, QTYPE, RR, A, DNSRecord
+from support import dig
 
 from guardian.config import parse
 from guardian.errors import ConfigError

@@ -8,8 +8,8 @@ import struct
 import time
 
 import pytest
-from conftest import dig
 from dnslib import QTYPE, RCODE, DNSRecord
+from support import dig
 
 
 @pytest.mark.parametrize("family", ["4", "6"])

@@ -14,8 +14,8 @@ import threading
 import time
 
 import pytest
-from conftest import dig
 from dnslib import EDNS0, QTYPE, RR, A, DNSRecord
+from support import dig
 
 PACKETS = 100_000
 

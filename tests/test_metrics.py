@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import dig
 from prometheus_client.parser import text_string_to_metric_families
+from support import dig
 
 from guardian import metrics
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FakeClock, dig, use_fake_clock
+from support import FakeClock, dig, use_fake_clock
 
 from guardian.household_service import HOUSEHOLD_DB, HouseholdStore
 

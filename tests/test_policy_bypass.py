@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import dig
+from support import dig
 
 from guardian.policy.household import household_from_config, household_to_dict
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dig
+from support import dig
 
 HOUSEHOLD = """
 data_dir: {var}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import dig, paris, use_fake_clock
+from support import dig, paris, use_fake_clock
 
 from guardian.policy.household import Profile
 from guardian.policy.safesearch import SafeSearch

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import FakeClock, dig, paris, use_fake_clock
+from support import FakeClock, dig, paris, use_fake_clock
 
 HOUSEHOLD = """
 data_dir: {var}

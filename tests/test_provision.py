@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Running, free_port
+from support import Running, free_port
 
 from guardian import config, provision
 from guardian.errors import ConfigError

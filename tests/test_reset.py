@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import Running, dig, free_port
+from support import Running, dig, free_port
 
 from guardian import config
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dig
 from fakedns import FakeDns
+from support import dig
 
 ROOT = Path(__file__).parents[1]
 GUARDIAN = [sys.executable, "-m", "guardian"]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import dig, free_port
+from support import dig, free_port
 
 from guardian import sdnotify
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import dig, free_port
+from support import dig, free_port
 
 GUARDIAN = [sys.executable, "-m", "guardian"]
 START_SECONDS = 2.0

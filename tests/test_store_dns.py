@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from conftest import dig
+from support import dig
 
 
 def test_queries_reach_the_store_and_the_stats_command(make_guardian, upstream, tmp_path):

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import dig, free_port
+from support import dig, free_port
 
 GUARDIAN = [sys.executable, "-m", "guardian"]
 

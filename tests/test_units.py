@@ -80,7 +80,7 @@ def test_memory_deny_write_execute_is_safe_no_process_maps_writable_code(tmp_pat
     import sys
     import time
 
-    from conftest import dig, free_port
+    from support import dig, free_port
 
     dns, web = free_port(), free_port(socket.SOCK_STREAM)
     config = tmp_path / "guardian.yaml"

@@ -6,8 +6,8 @@ import concurrent.futures
 import time
 
 import pytest
-from conftest import dig
 from fakedns import EncryptedFakeDns, FakeDns
+from support import dig
 
 
 @pytest.fixture

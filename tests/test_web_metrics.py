@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ZONE, Running, free_port
 from fakedns import FakeDns
 from prometheus_client.parser import text_string_to_metric_families
+from support import ZONE, Running, free_port
 from webdash import CONFIG, Dash, wait_http
 
 from guardian.config import load, parse

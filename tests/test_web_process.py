@@ -15,8 +15,8 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import ZONE, dig, free_port
 from fakedns import FakeDns
+from support import ZONE, dig, free_port
 from webdash import CONFIG, wait_http
 
 from guardian.web.accounts import Accounts, db_path

@@ -1,4 +1,4 @@
-"""The dashboard's tests: the real daemon (in a thread, tests/conftest.py's Running) and
+"""The dashboard's tests: the real daemon (in a thread, tests/support.py's Running) and
 the real dashboard process (``python -m guardian web``) on loopback, one of each per
 module; Playwright for Python driving Debian's chromium (never ``playwright install``)."""
 
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ZONE, Running, dig, free_port
 from fakedns import FakeDns
+from support import ZONE, Running, dig, free_port
 
 from guardian.config import load
 from guardian.web.accounts import Accounts, db_path
