@@ -66,6 +66,7 @@ class DashboardSettings:
     # Who may read /metrics (a telco's Prometheus): loopback unless the operator widens it.
     metrics_allow: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
     metrics_token: str | None = None  # when set, /metrics also needs "Authorization: Bearer <token>"
+    blockpage_listen: tuple[tuple[str, int], ...] = ()  # the child-facing block page (port 80 on a Pi)
 
 
 @dataclass(frozen=True)
@@ -546,7 +547,8 @@ SCHEMA = mapping(
         "dashboard": mapping({"listen": listof(converted(parse_hostport), allow_single=True), "enabled": boolean,
                               "hosts": listof(converted(_local_name), allow_single=True),
                               "metrics_allow": listof(converted(_network), allow_single=True),
-                              "metrics_token": converted(_metrics_token)}),
+                              "metrics_token": converted(_metrics_token),
+                              "blockpage_listen": listof(converted(parse_hostport), allow_single=True)}),
         "data_dir": string,
         "timezone": converted(_zone),
         "log_level": choice("debug", "info", "warning", "error"),

@@ -96,6 +96,13 @@ async def post_allow(request: web.Request) -> web.Response:
     return web.json_response({"message": answer.get("message", "")})
 
 
+async def post_profile(request: web.Request) -> web.Response:
+    body = await _json(request)
+    name, template = str(body.get("name", "")).strip(), str(body.get("template", ""))
+    answer = await act(request, "profile-add", ("profile added", name, template), name=name, template=template)
+    return web.json_response({"message": answer.get("message", "")})
+
+
 _OBJ: dict[str, Any] = {"type": "object"}
 _MSG = {"type": "object", "properties": {"message": {"type": "string"}}}
 _NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "a profile"}]
@@ -127,6 +134,10 @@ ROUTES: list[tuple[str, str, Any, str, dict[str, Any] | None, dict[str, Any], li
      {"type": "object", "required": ["domain", "profile"],
       "properties": {"domain": {"type": "string"}, "profile": {"type": "string"},
                      "seconds": {"type": "integer"}}}, _MSG, []),
+    ("POST", "/profiles", post_profile, "Add a child's profile from a rule-pack template (403 `setting` when "
+     "the provisioning locks profiles)",
+     {"type": "object", "required": ["name", "template"],
+      "properties": {"name": {"type": "string"}, "template": {"type": "string"}}}, _MSG, []),
 ]
 
 

@@ -264,9 +264,10 @@ async def headers_mw(request: web.Request, handler: Handler) -> web.StreamRespon
     return response
 
 
-def error_response(request: web.Request, status: int, message: str) -> web.StreamResponse:
+def error_response(request: web.Request, status: int, message: str, setting: str = "") -> web.StreamResponse:
     if wants_json(request):
-        return web.json_response({"error": message}, status=status)
+        return web.json_response({"error": message, "setting": setting} if setting else {"error": message},
+                                 status=status)
     try:
         return render(request, "error.html", {"status": status, "message": message}, status=status)
     except Exception:  # noqa: BLE001 - the plainest answer when even the error page fails
@@ -306,7 +307,7 @@ async def session_mw(request: web.Request, handler: Handler) -> web.StreamRespon
         try:
             return await handler(request)
         except Refused as exc:  # rendered here, in the request's language
-            return error_response(request, exc.status, str(exc))
+            return error_response(request, exc.status, str(exc), getattr(exc, "setting", ""))
     finally:
         i18n.current.reset(token)
 
@@ -344,7 +345,9 @@ def render(request: web.Request, template: str, context: dict[str, Any], status:
         lang=lang, dir="rtl" if lang in i18n.RTL else "ltr", account=session.account if session else None,
         csrf=session.csrf if session else form_token, path=request.path, brand=brand_name(request.app),
         logo=getattr(request.app[PROVISION].brand, "logo", None) is not None,
-        helpline=request.app[PROVISION].helpline, **context)
+        helpline=request.app[PROVISION].helpline, locked=request.app[PROVISION].locked,
+        managed_by=request.app[PROVISION].managed_by,
+        locked_labels=[_(v) for k, v in LOCKED_LABELS.items() if k in request.app[PROVISION].locked], **context)
     response = web.Response(text=page, content_type="text/html", status=status)
     if session is None and request.cookies.get(FORM_COOKIE) != form_token:
         response.set_cookie(FORM_COOKIE, form_token, httponly=True, samesite="Strict", path="/")
@@ -363,10 +366,37 @@ async def form(request: web.Request) -> dict[str, str]:
     return {k: str(v) for k, v in data.items() if isinstance(v, str)}
 
 
+# The control actions that change a setting a telco may lock (provision.py LOCKABLE). A
+# parent's everyday actions (pause, bonus, allow for a while, devices) are not settings.
+LOCKED_BY_ACTION = {a: "profiles" for a in ("profile-add", "profile-remove", "profile-set", "profile-list",
+                                            "schedule-add", "schedule-remove", "budget-set")}
+LOCKED_LABELS = {"upstreams": N_("Upstream resolvers"), "profiles": N_("Profiles and their filters"),
+                 "default_profile": N_("Profile for new devices"), "privacy.mode": N_("Privacy mode"),
+                 "privacy.query_days": N_("How long the query log is kept"),
+                 "privacy.event_days": N_("How long risk events are kept"),
+                 "anonymous_stats": N_("Anonymous statistics")}
+
+
+class Managed(Refused):
+    """A change to a setting the provisioning locks: 403 "Managed by <brand>"."""
+
+    def __init__(self, brand: str, setting: str) -> None:
+        super().__init__(403, _("Managed by %(brand)s: this setting cannot be changed here.") % {"brand": brand})
+        self.setting = setting
+
+
+def refuse_locked(request: web.Request, action: str) -> None:
+    provision = request.app[PROVISION]
+    key = LOCKED_BY_ACTION.get(action)
+    if key is not None and provision.is_locked(key):
+        raise Managed(provision.managed_by, key)
+
+
 async def act(request: web.Request, action: str, audit: tuple[str, str, str], **fields: Any) -> dict[str, Any]:
     """One control action for the signed-in parent, written to the audit log (the daemon's
-    too, which names the account: ``actor``)."""
+    too, which names the account: ``actor``). A locked setting is refused (Managed)."""
     session = session_of(request)
+    refuse_locked(request, action)
     try:
         answer = await request.app[CONTROL].call(action, actor=session.account.name, **fields)
     except ActionFailed as exc:
@@ -1103,8 +1133,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             site = web.TCPSite(runner, host, port, reuse_address=True)
             await site.start()
             log.info("dashboard on http://%s:%d/", f"[{host}]" if ":" in host else host, port)
+        from . import child  # the block page on dashboard.blockpage_listen (guardian/web/child.py)
+
+        child_runner = await child.start(settings)
         watchdog = sdnotify.ready(asyncio.get_running_loop())  # guardian-web.service is Type=notify
         await stop.wait()
     finally:
         sdnotify.stopping(watchdog)
+        if "child_runner" in locals() and child_runner is not None:
+            await child_runner.cleanup()
         await runner.cleanup()

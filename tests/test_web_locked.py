@@ -1,0 +1,81 @@
+# ruff: noqa: F811 - the fixtures imported from webdash are the tests' parameters
+"""Settings a telco locks in provision.yaml: the real dashboard refuses changes to them
+(pages and API, 403 "Managed by <brand>") and shows them as managed; the household keeps
+its provisioned profiles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_web_security import Client, form_token
+from webdash import dash  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.slow
+
+PROVISION = """
+brand: {name: "Kidnet <Home>"}
+profiles:
+  - {name: Child, categories: [adult], deny: [example.com]}
+  - {name: Adult, categories: []}
+default_profile: Adult
+privacy: {mode: risks-only}
+locked: [profiles, privacy.mode]
+"""
+
+
+def state(dash) -> dict:
+    return json.loads(dash.daemon.call(_state(dash)))
+
+
+async def _state(dash) -> str:
+    import asyncio
+
+    from guardian.control import request
+
+    answer = await asyncio.to_thread(request, dash.data / "control.sock", {"action": "state"})
+    return json.dumps(answer["data"])
+
+
+def test_locked_profiles_are_refused_on_the_pages_and_shown_as_managed(dash) -> None:
+    c = Client(dash)
+    assert c.login()[0] == 303
+    before = state(dash)
+    csrf = c.csrf()
+    for path, fields in (("/profiles", {"name": "Robin", "template": "young-child"}),
+                         ("/profiles/Child/filters", {"category": "gambling"}),
+                         ("/profiles/Child/list", {"list": "allow", "op": "add", "domain": "games.example"}),
+                         ("/profiles/Child/budget", {"target": "games", "minutes": "30"}),
+                         ("/profiles/Child/remove", {})):
+        status, _, text, _ = c.request("POST", path, {"csrf": csrf, **fields})
+        assert status == 403, (path, status)
+        assert "Managed by Kidnet &lt;Home&gt;" in text, path  # escaped like everything else
+    after = state(dash)
+    assert [p["name"] for p in after["household"]["profiles"]] == [p["name"] for p in before["household"]["profiles"]]
+    child = next(p for p in after["household"]["profiles"] if p["name"] == "Child")
+    assert child["categories"] == ["adult"] and not child.get("allow") and not child.get("budgets")
+    # The pages say so instead of offering the forms.
+    page = c.request("GET", "/profiles/Child")[2]
+    assert "Managed by Kidnet &lt;Home&gt;" in page
+    home = c.request("GET", "/")[2]
+    assert "Managed by Kidnet &lt;Home&gt;" in home and 'action="/profiles"' not in home
+    settings = c.request("GET", "/settings")[2]
+    assert "Managed by Kidnet &lt;Home&gt;" in settings and "Privacy mode" in settings
+    # A parent's everyday actions are not settings: pausing still works.
+    status, _, _, _ = c.request("POST", "/act/pause?back=/", {"csrf": csrf, "target": "Child", "for": "900"})
+    assert status == 303
+
+
+def test_locked_profiles_are_refused_through_the_api(dash) -> None:
+    c = Client(dash)
+    assert c.login()[0] == 303
+    csrf = json.loads(c.request("GET", "/api/v1/session")[2])["csrf"]
+    status, head, text, _ = c.dash.http("POST", "/api/v1/profiles", json.dumps({"name": "Robin",
+                                                                                "template": "young-child"}),
+                                        {"Content-Type": "application/json", "X-CSRF-Token": csrf,
+                                         "Cookie": "; ".join(f"{k}={v}" for k, v in c.jar.items())})
+    assert status == 403 and head["content-type"].startswith("application/json")
+    body = json.loads(text)
+    assert body["error"].startswith("Managed by Kidnet <Home>") and body["setting"] == "profiles"
+    assert "Robin" not in [p["name"] for p in state(dash)["household"]["profiles"]]
+    assert form_token  # the same helpers as the security tests
