@@ -436,13 +436,22 @@ async def _start_dashboard(path: str) -> asyncio.subprocess.Process | None:
 
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
 
+    parent = os.getpid()
+
     def drop_ambient() -> None:
         import ctypes
+        import signal
 
         try:
-            ctypes.CDLL(None, use_errno=True).prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+            # PR_SET_PDEATHSIG: a SIGKILLed guardian run (OOM killer) takes its dashboard with it,
+            # so no orphan keeps the port; checked again in case the parent died before the call.
+            libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)
         except (OSError, AttributeError):
             pass
+        if os.getppid() != parent:
+            os._exit(1)
 
     try:
         child = await asyncio.create_subprocess_exec(sys.executable, "-m", "guardian", "web", "--config", path,

@@ -3,8 +3,10 @@ reset-password`` sets a forgotten password on the box's shell and signs the acco
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -54,6 +56,38 @@ def test_guardian_run_starts_the_dashboard_process_and_stops_it(tmp_path: Path) 
         if run.poll() is None:
             run.kill()
             run.wait()
+        upstream.stop()
+
+
+def test_a_killed_guardian_run_takes_its_dashboard_with_it(tmp_path: Path) -> None:
+    """SIGKILL (the OOM killer, a crashed unit) of ``guardian run``: the dashboard it started
+    must not live on as an orphan holding the port, so the next start can bind it."""
+    upstream = FakeDns(zone=dict(ZONE)).start()
+    dns_port, web_port = free_port(), free_port(socket.SOCK_STREAM)
+    config = tmp_path / "guardian.yaml"
+    config.write_text(CONFIG.format(dns_port=dns_port, up_port=upstream.port, web_port=web_port,
+                                    data=tmp_path / "var"))
+    run = subprocess.Popen([sys.executable, "-m", "guardian", "run", "--config", str(config)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    web: list[int] = []
+    try:
+        wait_http(web_port, run, 60)
+        web = children_of(run.pid)  # the dashboard and the store's writer
+        assert len([c for c in web if b"web" in Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")]) == 1
+        run.kill()
+        run.wait(10)
+        end = time.monotonic() + 10
+        for pid in web:
+            while Path(f"/proc/{pid}").exists() and b"zombie" not in Path(f"/proc/{pid}/status").read_bytes():
+                assert time.monotonic() < end, f"{Path(f'/proc/{pid}/cmdline').read_bytes()!r} outlived guardian run"
+                time.sleep(0.1)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        for pid in web:  # a failed run must not leave the orphan behind either
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         upstream.stop()
 
 
