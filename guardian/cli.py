@@ -204,7 +204,7 @@ def export_stored(settings: object) -> int:
     """``guardian export`` with the daemon stopped: the stored household, else the seed."""
     from . import config
     from .app import household_of
-    from .household_service import HOUSEHOLD_DB, HouseholdStore, export_yaml
+    from .household.service import HOUSEHOLD_DB, HouseholdStore, export_yaml
     from .policy.household import household_from_config
     from .policy.rulepacks import load_rules
 

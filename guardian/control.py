@@ -40,7 +40,7 @@ from typing import Any
 
 from . import audit
 from .errors import ConfigError, GuardianError
-from .household_service import FOREVER, MAX_OVERRIDE_SECONDS, HouseholdService, UsageLine, next_clock, too_long
+from .household.service import FOREVER, MAX_OVERRIDE_SECONDS, HouseholdService, UsageLine, next_clock, too_long
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, GuardianError
-from .household_service import PARENT, HouseholdService, UnknownName, _keep_overrides, _valid_in, check_domain
+from .household.service import PARENT, HouseholdService, UnknownName, _keep_overrides, _valid_in, check_domain
 from .policy.decide import decide
 from .policy.household import Household, household_from_config, household_to_dict
 from .policy.schedule import DAYS, parse_clock

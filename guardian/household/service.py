@@ -35,8 +35,8 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from .errors import ConfigError, GuardianError
-from .policy.household import (
+from ..errors import ConfigError, GuardianError
+from ..policy.household import (
     Device,
     Household,
     Override,
@@ -48,9 +48,9 @@ from .policy.household import (
     override_from_dict,
     override_to_dict,
 )
-from .policy.schedule import parse_clock, wall_to_epoch
-from .policy.snapshot import PolicyHolder, Snapshot, with_household, with_override, without_expired, without_override
-from .usage import UsageMeter, local_day
+from ..policy.schedule import parse_clock, wall_to_epoch
+from ..policy.snapshot import PolicyHolder, Snapshot, with_household, with_override, without_expired, without_override
+from ..usage import UsageMeter, local_day
 
 log = logging.getLogger(__name__)
 
@@ -584,7 +584,7 @@ def parse_household(
     services: Collection[str] | None,
 ) -> Household:
     """The ``household:`` section of a YAML document, with the config's checks."""
-    from . import config
+    from .. import config
 
     settings = config.parse(text, filename)  # ConfigError with FILE:LINE
     if settings.household is None:
