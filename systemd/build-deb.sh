@@ -22,7 +22,7 @@ bash "$HERE/install.sh" --destdir "$ROOT" --files-only >/dev/null
 
 # The wheel, from a clean copy of the sources (an in-tree build/ could carry stale files).
 mkdir -p "$WORK/src"
-cp -r "$REPO/guardian" "$REPO/rules" "$REPO/setup.cfg" "$REPO/setup.py" "$REPO/pyproject.toml" \
+cp -r "$REPO/guardian" "$REPO/rules" "$REPO/setup.cfg" "$REPO/pyproject.toml" \
     "$REPO/README.md" "$WORK/src/"
 [ ! -d "$REPO/web" ] || cp -r "$REPO/web" "$WORK/src/"
 find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +

@@ -146,7 +146,7 @@ def wheel(tmp_path: Path) -> Path:
         for name in ("guardian", "rules", "web"):
             if (REPO / name).is_dir():
                 shutil.copytree(REPO / name, src / name, ignore=ignore)
-        for name in ("setup.cfg", "setup.py", "pyproject.toml", "README.md"):
+        for name in ("setup.cfg", "pyproject.toml", "README.md"):
             shutil.copy(REPO / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                     "-w", str(out), str(src)], check=True, capture_output=True, timeout=300)
@@ -170,7 +170,7 @@ def test_real_install_into_a_throwaway_root_then_the_daemon_answers_in_a_netns(r
     for path in EXPECTED_FILES:
         assert os.path.lexists(root / path.lstrip("/")), path
     assert os.readlink(root / "usr/bin/guardian") == "/opt/guardian/.venv/bin/guardian"
-    share = root / "opt/guardian/.venv/share/guardian"  # the rule packs and the dashboard's files (setup.py)
+    share = root / "opt/guardian/.venv/share/guardian"  # the rule packs and the dashboard's files (setup.cfg data_files)
     assert (share / "rules/adult.yaml").is_file() and (share / "web/templates").is_dir()
     for path, mode, who in EXPECTED_DIRS:
         full = root / path.lstrip("/")

@@ -247,7 +247,7 @@ def default_rules_dir() -> Path:
     if override:
         return Path(override)
     beside = Path(__file__).resolve().parents[2] / "rules"  # a checkout
-    installed = Path(sys.prefix) / "share" / "guardian" / "rules"  # a venv, the .deb (setup.py)
+    installed = Path(sys.prefix) / "share" / "guardian" / "rules"  # a venv, the .deb (setup.cfg data_files)
     return installed if not beside.is_dir() and installed.is_dir() else beside
 
 

@@ -45,7 +45,7 @@ from .history import Filter, History
 log = logging.getLogger(__name__)
 
 def _assets() -> Path:
-    """web/ beside the package in a checkout, else <prefix>/share/guardian/web (setup.py)."""
+    """web/ beside the package in a checkout, else <prefix>/share/guardian/web (setup.cfg data_files)."""
     beside = Path(__file__).resolve().parents[2] / "web"
     installed = Path(sys.prefix) / "share" / "guardian" / "web"
     return installed if not beside.is_dir() and installed.is_dir() else beside
@@ -53,7 +53,7 @@ def _assets() -> Path:
 
 ROOT = _assets()  # a checkout
 if not ROOT.is_dir() and (Path(sys.prefix) / "share" / "guardian" / "web").is_dir():
-    ROOT = Path(sys.prefix) / "share" / "guardian" / "web"  # a venv, the .deb (setup.py)
+    ROOT = Path(sys.prefix) / "share" / "guardian" / "web"  # a venv, the .deb (setup.cfg data_files)
 COOKIE = "guardian_session"
 FORM_COOKIE = "guardian_form"  # the CSRF token of the forms shown before a session exists
 PUBLIC = ("/login", "/setup", "/healthz", "/metrics", "/static/", "/brand/")  # /metrics: its own allow-list
