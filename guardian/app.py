@@ -35,7 +35,8 @@ from .dns.upstreams.base import Upstream
 from .dns.upstreams.factory import make_upstream
 from .dns.upstreams.pool import UpstreamPool, resolve_via
 from .errors import ConfigError, GuardianError
-from .household.service import HOUSEHOLD_DB, HouseholdService, HouseholdStore, load_household, seed_digest
+from .household.service import HouseholdService
+from .household.storage import HOUSEHOLD_DB, HouseholdStore, load_household, seed_digest
 from .policy.household import Household, household_from_config
 from .policy.matcher import ListSource, Matcher, SnapshotError, compile_in_background
 from .policy.rulepacks import Rules, load_rules

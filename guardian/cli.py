@@ -204,7 +204,8 @@ def export_stored(settings: object) -> int:
     """``guardian export`` with the daemon stopped: the stored household, else the seed."""
     from . import config
     from .app import household_of
-    from .household.service import HOUSEHOLD_DB, HouseholdStore, export_yaml
+    from .household.storage import HOUSEHOLD_DB, HouseholdStore
+    from .household.transfer import export_yaml
     from .policy.household import household_from_config
     from .policy.rulepacks import load_rules
 

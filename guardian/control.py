@@ -40,7 +40,9 @@ from typing import Any
 
 from . import audit
 from .errors import ConfigError, GuardianError
-from .household.service import FOREVER, MAX_OVERRIDE_SECONDS, HouseholdService, UsageLine, next_clock, too_long
+from .household.service import HouseholdService
+from .household.storage import FOREVER
+from .household.words import MAX_OVERRIDE_SECONDS, next_clock, too_long, usage_text
 
 log = logging.getLogger(__name__)
 
@@ -257,20 +259,6 @@ class ControlServer:
         else:
             return {"ok": False, "error": f"unknown action {action!r}"}
         return {"ok": True, "message": change.message}
-
-
-def usage_text(lines: list[UsageLine], session_gap: int) -> str:
-    """Usage as a small table, with how it is estimated."""
-    if not lines:
-        return "No budgets set and nothing counted today."
-    rows = [("profile", "target", "used", "budget", "left")]
-    for u in lines:
-        rows.append((u.profile, u.target, f"{u.minutes} min", f"{u.budget} min" if u.budget is not None else "-",
-                     f"{u.left} min" if u.left is not None else "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    text = "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows)
-    return (f"{text}\n(estimated from DNS activity today: a minute counts when a device of the profile asks for "
-            f"the target in it; gaps under {session_gap} min continue a session)")
 
 
 # --- the client's side -------------------------------------------------------------------

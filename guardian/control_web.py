@@ -30,7 +30,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, GuardianError
-from .household.service import PARENT, HouseholdService, UnknownName, _keep_overrides, _valid_in, check_domain
+from .household.service import HouseholdService, UnknownName, keep_overrides
+from .household.storage import PARENT, valid_in
+from .household.words import check_domain
 from .policy.decide import decide
 from .policy.household import Household, household_from_config, household_to_dict
 from .policy.schedule import DAYS, parse_clock
@@ -75,7 +77,7 @@ def _edit(service: HouseholdService, payload: dict[str, Any], edit: Callable[[di
             for o in snap.overrides:
                 if o.kind == "pause-device" and o.target == rename[0]:
                     new = with_override(new, dataclasses.replace(o, target=rename[1]))
-        return _keep_overrides(new, _valid_in(household))
+        return keep_overrides(new, valid_in(household))
 
     new = service._commit(change, origin=PARENT)
     return revision(new.household)

@@ -19,7 +19,7 @@ from pathlib import Path
 from .config import Settings
 from .control import SOCKET_NAME, DaemonNotRunning, request
 from .errors import GuardianError
-from .household.service import HOUSEHOLD_DB
+from .household.storage import HOUSEHOLD_DB
 
 HISTORY_DB = "guardian.db"
 WEB_DB = "web.db"

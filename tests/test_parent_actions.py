@@ -17,7 +17,7 @@ import pytest
 import yaml
 from support import FakeClock, dig, use_fake_clock
 
-from guardian.household.service import HOUSEHOLD_DB, HouseholdStore
+from guardian.household.storage import HOUSEHOLD_DB, HouseholdStore
 
 GUARDIAN = [sys.executable, "-m", "guardian"]
 
