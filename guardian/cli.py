@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import ConfigError, GuardianError
+from .household.actions import ACTIONS
 
 log = logging.getLogger("guardian")
 
@@ -91,7 +92,7 @@ def _duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-PARENT_COMMANDS = ("pause", "resume", "bonus", "allow", "block", "usage", "export", "import")
+PARENT_COMMANDS = tuple(ACTIONS)  # the household's action table (household/actions.py)
 DAEMON_COMMANDS = (*PARENT_COMMANDS, "status")  # answered by the running daemon
 
 
@@ -151,6 +152,29 @@ def web_command(args: argparse.Namespace) -> int:
     return web.run(settings)
 
 
+def request_payload(args: argparse.Namespace) -> dict[str, object]:
+    """The control request for a command line: the table's arguments (household/actions.py)
+    are the CLI's of the same names; --for, --until and --cancel become for, at and cancel."""
+    payload: dict[str, object] = {"action": args.command}
+    spec = ACTIONS.get(args.command)
+    if spec is not None and spec.cli_file:
+        path = getattr(args, spec.cli_file)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                payload.update(text=handle.read(), filename=path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GuardianError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    elif spec is not None:  # the table's arguments are the CLI's of the same names
+        payload.update({a.name: getattr(args, a.name) for a in spec.args if getattr(args, a.name, None) is not None})
+    if getattr(args, "cancel", False):
+        payload["cancel"] = True
+    elif getattr(args, "duration", None) is not None:
+        payload["for"] = args.duration
+    elif getattr(args, "until", None):
+        payload["at"] = args.until
+    return payload
+
+
 def parent_action(args: argparse.Namespace) -> int:
     """Send one request (a parent's action, or status) to the running daemon; print its answer."""
     import json
@@ -159,25 +183,7 @@ def parent_action(args: argparse.Namespace) -> int:
     from .control import SOCKET_NAME, DaemonNotRunning, request
 
     settings = config.load(args.config)
-    payload: dict[str, object] = {"action": args.command}
-    if args.command in ("pause", "resume"):
-        payload["target"] = args.target
-    elif args.command in ("bonus", "usage"):
-        payload["profile"] = args.profile
-    elif args.command in ("allow", "block"):
-        payload.update(domain=args.domain, profile=args.profile)
-    elif args.command == "import":
-        try:
-            with open(args.file, encoding="utf-8") as handle:
-                payload.update(text=handle.read(), filename=args.file)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise GuardianError(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from exc
-    if getattr(args, "cancel", False):
-        payload["cancel"] = True
-    elif getattr(args, "duration", None) is not None:
-        payload["for"] = args.duration
-    elif getattr(args, "until", None):
-        payload["at"] = args.until
+    payload = request_payload(args)
     try:
         answer = request(settings.data_dir / SOCKET_NAME, payload)
     except DaemonNotRunning as exc:

@@ -7,9 +7,12 @@ parents' actions and the daemon's own, not ``import``. One JSON request
 per connection, one JSON answer, then the connection closes:
 
     {"action": "pause", "target": "Sam's tablet", "for": 1800}
-    {"ok": true, "message": "Paused Sam's tablet until 21:00"}
+    {"ok": true, "message": "Paused Sam's tablet until 21:00", "kind": "paused",
+     "target": "Sam's tablet", "domain": "", "until": 1717354800.0, "what": "device"}
     {"ok": false, "error": "no profile is called 'Kid' (profiles: 'Child', 'Adult')"}
 
+The household's actions, their arguments, durations and answers are one table
+(``household/actions.py``); the CLI builds its requests from the same table.
 ``"cancel": true`` with ``bonus`` ends a bonus, with ``allow``/``block`` a temporary
 allow or block of that domain. Durations are at most ``MAX_OVERRIDE_SECONDS`` (30 days).
 
@@ -28,7 +31,6 @@ import contextlib
 import errno
 import json
 import logging
-import math
 import os
 import re
 import socket
@@ -40,9 +42,10 @@ from typing import Any
 
 from . import audit
 from .errors import ConfigError, GuardianError
+from .household import actions
+from .household.actions import ACTIONS
 from .household.service import HouseholdService
-from .household.storage import FOREVER
-from .household.words import MAX_OVERRIDE_SECONDS, next_clock, too_long, usage_text
+from .household.words import MAX_OVERRIDE_SECONDS, too_long
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ READ_TIMEOUT = 10.0  # seconds a client may take to send its request
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
-PARENTS_ACTIONS = ("ping", "pause", "resume", "bonus", "allow", "block", "usage", "export")
+PARENTS_ACTIONS = ("ping", *(name for name, spec in ACTIONS.items() if spec.parents))
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
@@ -208,57 +211,16 @@ class ControlServer:
             log.exception("control request %r failed", payload.get("action"))
             return {"ok": False, "error": f"internal error: {exc}"}
 
-    def _until(self, payload: dict[str, Any], default: float | None) -> float | None:
-        service = self.service
-        if payload.get("for") is not None:
-            seconds = float(payload["for"])
-            if not math.isfinite(seconds) or seconds <= 0:
-                raise GuardianError("the duration must be positive")
-            if seconds > MAX_OVERRIDE_SECONDS:
-                raise GuardianError(f"{seconds:g} s is {too_long()}")
-            return service.clock() + seconds
-        if payload.get("at"):
-            return next_clock(str(payload["at"]), service.clock(), service.zone)
-        return default
-
     async def _dispatch(self, payload: dict[str, Any]) -> dict[str, Any]:
-        service = self.service
         action = payload.get("action")
-        run = asyncio.to_thread  # saving touches the disk: keep it off the DNS loop
         if action == "ping":
             return {"ok": True, "message": "pong"}
         if isinstance(action, str) and action in self.actions:
             return await self.actions[action](payload)
-        if action == "pause":
-            until = self._until(payload, None)
-            change = await run(service.pause, str(payload["target"]), FOREVER if until is None else until)
-        elif action == "resume":
-            change = await run(service.resume, str(payload["target"]))
-        elif action == "bonus" and payload.get("cancel"):
-            change = await run(service.end_bonus, str(payload["profile"]))
-        elif action in ("allow", "block") and payload.get("cancel"):
-            change = await run(service.end_domain, str(payload["domain"]), str(payload["profile"]), action == "allow")
-        elif action == "bonus":
-            until = self._until(payload, None)
-            if until is None:
-                raise GuardianError("say for how long: --for 30m, or until when: --until 20:30")
-            change = await run(service.bonus, str(payload["profile"]), until)
-        elif action in ("allow", "block"):
-            method = service.allow if action == "allow" else service.block
-            change = await run(method, str(payload["domain"]), str(payload["profile"]), self._until(payload, None))
-        elif action == "usage":
-            profile = payload.get("profile")
-            lines = service.usage(str(profile) if profile is not None else None)  # reads the loop's meter
-            return {"ok": True, "message": usage_text(lines, service.household.session_gap_minutes),
-                    "data": [{"profile": u.profile, "target": u.target, "minutes": u.minutes, "budget": u.budget,
-                              "left": u.left} for u in lines]}
-        elif action == "export":
-            return {"ok": True, "message": "", "data": service.export()}
-        elif action == "import":
-            change = await run(service.import_, str(payload["text"]), str(payload.get("filename") or "<import>"))
-        else:
+        spec = ACTIONS.get(action) if isinstance(action, str) else None
+        if spec is None:
             return {"ok": False, "error": f"unknown action {action!r}"}
-        return {"ok": True, "message": change.message}
+        return await actions.run(self.service, spec, payload)
 
 
 # --- the client's side -------------------------------------------------------------------

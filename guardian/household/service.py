@@ -39,10 +39,22 @@ class UnknownName(GuardianError):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What a parent's action did, in words (for the CLI and dashboard) and as data."""
+    """What a parent's action did, as data (``kind``, ``target``, ``domain``, ``until``)
+    and in English words (``message``, for the CLI; a translated UI uses the data)."""
 
     message: str
     override: Override | None = None
+    kind: str = ""  # paused, resumed, not-paused, bonus, bonus-ended, no-bonus, allowed, blocked, ...
+    target: str = ""  # the device or profile it is about
+    domain: str = ""
+    until: float | None = None  # epoch seconds; None: until resumed, for good, or not timed
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The answer's fields (JSON: no infinity, so "until resumed" is None)."""
+        until = None if self.until is None or math.isinf(self.until) else self.until
+        return {"message": self.message, "kind": self.kind, "target": self.target, "domain": self.domain,
+                "until": until, **self.details}
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +179,8 @@ class HouseholdService:
         what, it = self._target(target)
         kind: OverrideKind = "pause-device" if what == "device" else "pause-profile"
         override = self._override(kind, it.name, until)
-        return Change(f"Paused {it.name} {self.when(until)}", override)
+        return Change(f"Paused {it.name} {self.when(until)}", override, "paused", it.name, until=until,
+                      details={"what": what})
 
     def resume(self, target: str) -> Change:
         """End the pause of a device or profile (a no-op, said so, if it was not paused)."""
@@ -177,17 +190,20 @@ class HouseholdService:
         before = [o for o in self.holder.current.overrides if o.kind == kind and o.target == it.name and o.until > now]
         self._commit(lambda snap: without_override(snap, kind, it.name))
         message = f"Resumed {it.name}" if before else f"{it.name} was not paused"
+        details: dict[str, Any] = {"what": what}
         if isinstance(it, Device):
             until = self.holder.current.paused_profiles.get(it.profile, 0.0)
             if until > now:
                 message += f" (its profile {it.profile} is still paused {self.when(until)})"
-        return Change(message)
+                details.update(profile=it.profile, profile_until=None if math.isinf(until) else until)
+        return Change(message, None, "resumed" if before else "not-paused", it.name, details=details)
 
     def bonus(self, profile: str, until: float) -> Change:
         """Lift the profile's schedules and budgets until ``until`` (epoch s)."""
         p = self.profile(profile)
         override = self._override("bonus", p.name, until)
-        return Change(f"Bonus time for {p.name} {self.when(until)}: schedules and budgets lifted", override)
+        return Change(f"Bonus time for {p.name} {self.when(until)}: schedules and budgets lifted", override,
+                      "bonus", p.name, until=until)
 
     def end_bonus(self, profile: str) -> Change:
         """End the profile's bonus time now (a no-op, said so, if it had none)."""
@@ -195,7 +211,8 @@ class HouseholdService:
         now = self.clock()
         before = [o for o in self.holder.current.overrides if o.kind == "bonus" and o.target == p.name and o.until > now]
         self._commit(lambda snap: without_override(snap, "bonus", p.name))
-        return Change(f"Bonus time for {p.name} ended" if before else f"{p.name} had no bonus time")
+        return Change(f"Bonus time for {p.name} ended" if before else f"{p.name} had no bonus time", None,
+                      "bonus-ended" if before else "no-bonus", p.name)
 
     def end_domain(self, domain: str, profile: str, allow: bool) -> Change:
         """End a temporary allow (``allow``) or block of ``domain`` for ``profile`` now;
@@ -209,7 +226,16 @@ class HouseholdService:
                   if o.kind == kind and o.target == p.name and o.domain == name and o.until > now]
         self._commit(lambda snap: without_override(snap, kind, p.name, name))
         return Change(f"Ended the temporary {word} of {name} for {p.name}" if before
-                      else f"{p.name} had no temporary {word} of {name}")
+                      else f"{p.name} had no temporary {word} of {name}", None,
+                      f"{word}-ended" if before else f"no-{word}", p.name, name)
+
+    def end_allow(self, domain: str, profile: str) -> Change:
+        """End a temporary allow of ``domain`` for ``profile`` now."""
+        return self.end_domain(domain, profile, True)
+
+    def end_block(self, domain: str, profile: str) -> Change:
+        """End a temporary block of ``domain`` for ``profile`` now."""
+        return self.end_domain(domain, profile, False)
 
     def allow(self, domain: str, profile: str, until: float | None = None) -> Change:
         """Allow ``domain`` (and its subdomains) for ``profile``: until ``until``, or for
@@ -228,7 +254,8 @@ class HouseholdService:
         if until is not None:
             kind: OverrideKind = "allow-domain" if allow else "block-domain"
             override = self._override(kind, p.name, until, name)
-            return Change(f"{verb} {name} for {p.name} {self.when(until)}", override)
+            return Change(f"{verb} {name} for {p.name} {self.when(until)}", override, verb.lower(), p.name, name,
+                          until)
 
         def change(snap: Snapshot) -> Snapshot:
             current = snap.household.by_name.get(p.name)
@@ -246,7 +273,7 @@ class HouseholdService:
                                    lambda o: not (o.target == p.name and o.domain == name))
 
         self._commit(change, origin=PARENT)
-        return Change(f"{verb} {name} for {p.name} (until changed)")
+        return Change(f"{verb} {name} for {p.name} (until changed)", None, verb.lower(), p.name, name)
 
     def usage(self, profile: str | None = None) -> list[UsageLine]:
         """Today's estimated minutes against each budget (and any other counted target)."""
@@ -279,7 +306,8 @@ class HouseholdService:
 
         self._commit(change, origin=PARENT)
         return Change(f"Imported the household: {count(len(household.profiles), 'profile')}, "
-                      f"{count(len(household.devices), 'device')}")
+                      f"{count(len(household.devices), 'device')}", None, "imported",
+                      details={"profiles": len(household.profiles), "devices": len(household.devices)})
 
     def expire(self) -> int:
         """Drop the overrides that have ended (they no longer act anyway); how many."""
