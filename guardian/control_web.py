@@ -12,7 +12,8 @@ same socket by the daemon (``dashboard_actions(guardian)``):
 - ``login-failed``: a failed dashboard login from an address, as a risk event;
 - fine-grained writes on one profile or device (``profile-set``, ``profile-list``,
   ``schedule-add``/``schedule-remove``, ``budget-set``, ``profile-add`` (from a template),
-  ``profile-remove``, ``device-set``, ``device-remove``).
+  ``profile-remove``, ``device-set``, ``device-remove``);
+- ``events-seen``: mark one risk event or all new ones seen (the store's writer writes it).
 
 Every write is one function of the household applied inside the service's commit (its
 lock held): nothing is edited by export -> modify -> import, and a write that names the
@@ -373,6 +374,17 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
         guardian.recorder.system_event("dashboard-login", f"failed dashboard logins from {who}", "high")
         return {"ok": True, "message": ""}
 
+    async def events_seen(payload: dict[str, Any]) -> dict[str, Any]:
+        """Mark one risk event (``id``) or every new one (``id``: "all") seen, written by the
+        store's writer (the dashboard's user may only read guardian.db)."""
+        which = payload.get("id")
+        if which != "all" and (isinstance(which, bool) or not isinstance(which, int) or which < 1):
+            raise GuardianError("id is an event's number or \"all\"")
+        changed = await guardian.recorder.set_event_state("seen", None if which == "all" else which)
+        if which != "all" and not changed:
+            raise UnknownName(f"no risk event number {which}")
+        return {"ok": True, "message": f"{changed} marked seen", "data": {"changed": changed}}
+
     def writer(fn: Callable[[dict[str, Any]], str], message: str) -> Action:
         async def act(payload: dict[str, Any]) -> dict[str, Any]:
             rev = await run(fn, payload)
@@ -384,6 +396,7 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
         "login-failed": login_failed,
         "devices": devices,
         "explain": explain,
+        "events-seen": events_seen,
         "profile-set": writer(profile_set, "profile saved"),
         "profile-list": writer(profile_list, "list saved"),
         "schedule-add": writer(schedule_add, "schedule added"),

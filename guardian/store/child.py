@@ -125,6 +125,11 @@ class _Child:
             if kind == "devices-load":
                 return {"counters": self.writer.counters(), "devices": read_rows(engine)}
             return {"counters": self.writer.counters(), "ids": save_rows(engine, message[1])}
+        elif kind == "events-state":  # the dashboard's "mark seen": (state, event id or None for all new)
+            if not self.writer.open() or self.writer.db is None:
+                raise StoreUnavailable(self.writer.last_error or "the database cannot be opened")
+            return {"counters": self.writer.counters(),
+                    "changed": set_event_state(self.writer.db.engine, message[1], message[2])}
         if kind == "commit":
             self.commit(message[1])
         elif kind == "settings":
@@ -139,6 +144,21 @@ class _Child:
             self.commit([])
         self.retention.close()
         self.writer.close()
+
+
+EVENT_STATES = ("new", "seen", "dismissed")
+
+
+def set_event_state(engine: Any, state: str, event_id: int | None) -> int:
+    """Set one risk event's state, or every new one's (``event_id`` None); how many changed."""
+    if state not in EVENT_STATES:
+        raise ValueError(f"state is one of {', '.join(EVENT_STATES)}")
+    with engine.begin() as conn:
+        if event_id is None:
+            cur = conn.exec_driver_sql("UPDATE risk_events SET state = ? WHERE state = 'new'", (state,))
+        else:
+            cur = conn.exec_driver_sql("UPDATE risk_events SET state = ? WHERE id = ?", (state, int(event_id)))
+        return int(cur.rowcount)
 
 
 def main() -> int:

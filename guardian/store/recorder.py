@@ -275,6 +275,21 @@ class Recorder:
                 return {}
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.usage_on, day)
 
+    async def set_event_state(self, state: str, event_id: int | None = None) -> int:
+        """Mark one risk event (or every new one) seen or dismissed, by the one process that
+        writes guardian.db (the dashboard's "mark seen", through the control socket)."""
+        if self.remote is not None:
+            return int(await self.remote.ask(("events-state", state, event_id), "changed"))
+        from .child import StoreUnavailable, set_event_state
+
+        def change() -> int:
+            db = self.writer.db if self.writer.open() else None
+            if db is None:
+                raise StoreUnavailable(self.writer.last_error or "the database cannot be opened")
+            return set_event_state(db.engine, state, event_id)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, change)
+
     def _ship(self) -> None:
         """Send what was recorded since the last ship to the writer process (no wait)."""
         records, self._pending = self._pending, []

@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import re
 import secrets
-import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -805,13 +804,48 @@ async def activity_page(request: web.Request) -> web.StreamResponse:
         if row["domain"] not in choices:
             choices.append(row["domain"])
         row["choices"] = choices
-    events = await asyncio.to_thread(request.app[HISTORY].events, 10)
+    ef = event_filter(request, state)
+    events, choices = await asyncio.gather(asyncio.to_thread(request.app[HISTORY].events, 20, **ef),
+                                           asyncio.to_thread(request.app[HISTORY].event_choices))
     for e in events:
         e["when"] = when(e["last"], zone, now)
     more = rows[-1]["id"] if len(rows) >= 50 else None
     check = await explain(request, state)
     return render(request, "activity.html", {"rows": rows, "filter": f, "more": more, "events": events,
-                                             "profiles": [p["name"] for p in state["profiles"]], "check": check})
+                                             "profiles": [p["name"] for p in state["profiles"]], "check": check,
+                                             "ef": ef, "event_choices": choices, "severities": SEVERITIES,
+                                             "threat_names": {k: _(v) for k, v in THREAT_NAMES.items()},
+                                             "guides": guide_ids()})
+
+
+def guide_ids() -> set[str]:
+    from .guides import available
+
+    return available()
+
+
+THREAT_NAMES = {
+    "pornography": N_("pornography"), "child-abuse-material": N_("child sexual abuse material"),
+    "violence": N_("violence"), "hate-racism": N_("hate and racism"), "self-harm": N_("self-harm"),
+    "drugs": N_("drugs"), "weapons": N_("weapons"), "gambling": N_("gambling"), "fraud": N_("fraud"),
+    "phishing": N_("phishing"), "malware": N_("malware"), "spam": N_("spam"), "cyberbullying": N_("cyberbullying"),
+    "grooming": N_("grooming"), "sexual-solicitation": N_("sexual solicitation"),
+    "cyberstalking": N_("cyberstalking"), "private-data-disclosure": N_("private information"),
+    "gaming-addiction": N_("gaming addiction"),
+}
+SEVERITIES = (("critical", N_("critical")), ("high", N_("high")), ("medium", N_("medium")), ("low", N_("low")),
+              ("info", N_("info")))
+
+
+def event_filter(request: web.Request, state: dict[str, Any]) -> dict[str, str]:
+    """The risk events' filters from the query (child, device, threat, severity); an
+    unknown child or severity is ignored, device and threat are matched exactly."""
+    q = request.query
+    profile = q.get("event_profile", "")
+    severity = q.get("event_severity", "")
+    return {"profile": profile if profile in {p["name"] for p in state["profiles"]} else "",
+            "device": q.get("event_device", "")[:100], "threat": q.get("event_threat", "")[:64],
+            "severity": severity if severity in dict(SEVERITIES) else ""}
 
 
 async def explain(request: web.Request, state: dict[str, Any]) -> dict[str, Any] | None:
@@ -837,11 +871,14 @@ async def events_seen(request: web.Request) -> web.StreamResponse:
     event_id = int(which) if which.isdigit() else None
     if which != "all" and event_id is None:
         raise Refused(400, _("No such event."))
-    try:
-        await asyncio.to_thread(request.app[HISTORY].set_event_state, "seen", event_id)
-    except sqlite3.Error as exc:  # e.g. this process's user may only read guardian.db
-        log.warning("cannot mark risk events seen: %s", exc)
-        raise Refused(503, _("Not saved:") + f" {exc}") from None
+    try:  # the store's writer writes it: this process may only read guardian.db
+        await request.app[CONTROL].call("events-seen", actor=session.account.name,
+                                        id="all" if event_id is None else event_id)
+    except ActionFailed as exc:
+        raise Refused(400 if "no risk event" in str(exc) else 503,
+                      _("No such event.") if "no risk event" in str(exc) else _("Not saved:") + f" {exc}") from None
+    except DaemonDown:
+        raise Refused(503, _("The filtering service is not running. Try again in a minute.")) from None
     await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, "events seen", which, "")
     raise back(request, "/activity")
 

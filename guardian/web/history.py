@@ -116,12 +116,28 @@ class History:
             "SELECT h.hour, a.text, sum(h.count) FROM hourly h JOIN labels a ON a.id = h.action_id"
             " WHERE h.hour >= ? GROUP BY h.hour, a.text", (since,))]
 
-    def events(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT id, kind, last, device, profile, threat, category, severity, count, examples,"
-                          " state, message FROM risk_events ORDER BY last DESC LIMIT ?", (limit,))
+    def events(self, limit: int = 20, profile: str = "", device: str = "", threat: str = "",
+               severity: str = "") -> list[dict[str, Any]]:
+        """Risk events, newest first; each filter, when given, must match exactly."""
+        where, params = [], []
+        for column, value in (("profile", profile), ("device", device), ("threat", threat),
+                              ("severity", severity)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = ("SELECT id, kind, last, device, profile, threat, category, severity, count, examples,"
+               " state, message FROM risk_events" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY last DESC LIMIT ?")
+        rows = self._rows(sql, (*params, limit))
         keys = ("id", "kind", "last", "device", "profile", "threat", "category", "severity", "count", "examples",
                 "state", "message")
         return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def event_choices(self) -> dict[str, list[str]]:
+        """The devices, threats and severities the kept risk events name (the filters' options)."""
+        return {column: [str(r[0]) for r in self._rows(
+            f"SELECT DISTINCT {column} FROM risk_events WHERE {column} IS NOT NULL AND {column} != ''"
+            f" ORDER BY {column}")] for column in ("device", "threat", "severity")}
 
     def events_by_severity(self) -> dict[str, int]:
         """Risk events kept in guardian.db per severity (counts only: /metrics)."""
@@ -163,19 +179,3 @@ class History:
                           (since, until, limit))
         keys = ("kind", "last", "device", "profile", "threat", "category", "severity", "count", "message")
         return [dict(zip(keys, r, strict=True)) for r in rows]
-
-    def set_event_state(self, state: str, event_id: int | None = None) -> int:
-        """Mark one risk event (or every new one) seen: one short UPDATE on guardian.db, the
-        one write this process makes there (as the store's own StoreReader.set_event_state
-        does), under SQLite's lock like the writer's batches. How many rows changed."""
-        if state not in ("seen", "dismissed", "new") or not self.path.exists():
-            return 0
-        conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
-        try:
-            if event_id is None:
-                cur = conn.execute("UPDATE risk_events SET state = ? WHERE state = 'new'", (state,))
-            else:
-                cur = conn.execute("UPDATE risk_events SET state = ? WHERE id = ?", (state, event_id))
-            return cur.rowcount
-        finally:
-            conn.close()
