@@ -136,8 +136,6 @@ class Guardian:
         self.started = time.monotonic()
         self.cache = Cache()
         configure_cache(self.cache, settings)
-        # The query log is written by a child process: see store/process.py for why.
-        self.recorder = Recorder.from_settings(settings, session_gap=_session_gap(settings), process=True)
         self.rules = load_rules()
         seed = household_of(settings, self.rules)  # checked even when the stored household wins
         private_data_dir(settings.data_dir)
@@ -146,8 +144,13 @@ class Guardian:
         loaded = load_household(store, seed, seed_digest(settings.household), clock(), categories=categories,
                                 services=services)
         self.subscriptions = subscriptions_for(settings, self.rules, loaded.household)
+        # The session gap is the household's in force (the stored one once a parent changed
+        # it), for both meters: the writer's (stored usage) and the DNS side's (budgets).
+        gap = loaded.household.session_gap_minutes
+        # The query log is written by a child process: see store/process.py for why.
+        self.recorder = Recorder.from_settings(settings, session_gap=gap, process=True)
         self.list_set: ListSet | None = None
-        self.meter = UsageMeter(loaded.household.session_gap_minutes)
+        self.meter = UsageMeter(gap)
         self.policy = PolicyHolder(build_from_rules(loaded.household, Matcher.empty(), self.rules,
                                                     zone=settings.zone, overrides=loaded.overrides,
                                                     budgets=MeterBudgets(self.meter, settings.zone)))
@@ -170,6 +173,10 @@ class Guardian:
         """
         if self.server is not None:
             self.server.invalidate()
+        gap = self.policy.current.household.session_gap_minutes  # an import may change it
+        if gap != self.meter.session_gap:
+            self.meter.session_gap = gap
+            self.recorder.set_session_gap(gap)
         subs = subscriptions_for(self.settings, self.rules, self.policy.current.household)
         if subs != self.subscriptions and self.loop is not None:
             self.loop.call_soon_threadsafe(self._resubscribe, subs)
@@ -521,10 +528,6 @@ def subscriptions_for(settings: Settings, rules: Rules, household: Household) ->
     (nothing else is fetched)."""
     enabled = {c for p in household.profiles for c in p.categories} if settings.pack_lists else set()
     return collect_subscriptions(settings.lists, rules.categories.values(), fetch=enabled)
-
-
-def _session_gap(settings: Settings) -> int:
-    return int((settings.household or {}).get("session_gap_minutes", 5))
 
 
 def _memory_mb() -> dict[str, float]:

@@ -93,6 +93,7 @@ class _Child:
         writer.zone = zone
         writer.risk.zone = zone
         writer.max_waiting = opts["max_waiting"]
+        writer.meter.session_gap = opts["session_gap"]  # the household's, after an import
         self.retention.close()
         self.retention = self._retention(opts)
 

@@ -125,6 +125,15 @@ class Recorder:
             self.writer.zone = settings.zone
             self.writer.risk.zone = settings.zone
 
+    def set_session_gap(self, minutes: int) -> None:
+        """The household's session gap changed (an import): the writer's meter follows it.
+        Any thread; the writer process gets it with the next flush."""
+        self.session_gap = minutes
+        if self.remote is not None:
+            self._settings_changed = True
+        else:
+            self.writer.meter.session_gap = minutes
+
     # -- the DNS side: never blocks --------------------------------------------------
 
     def record(self, rec: QueryRecord) -> None:
