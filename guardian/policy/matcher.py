@@ -32,7 +32,6 @@ import secrets
 import shutil
 import struct
 import sys
-import threading
 import time
 from array import array
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
@@ -608,47 +607,3 @@ def decide_hits(hits: Iterable[Hit], enabled: Container[int]) -> Hit | None:
     if best_allow is not None and (best_deny is None or best_allow.depth >= best_deny.depth):
         return best_allow
     return best_deny
-
-
-class MatcherHolder:
-    """One reference to the live matcher, swapped whole on reload.
-
-    Readers take ``holder.current`` once per query and use it to the end: a reload
-    replaces the reference (an atomic store), so a query is answered by the old or the
-    new matcher, never by none. The old one's maps close when its last reader drops it.
-    """
-
-    __slots__ = ("_current", "_reload_lock")
-
-    def __init__(self, matcher: Matcher | None = None) -> None:
-        self._current = matcher if matcher is not None else Matcher.empty()
-        self._reload_lock = threading.Lock()
-
-    @property
-    def current(self) -> Matcher:
-        return self._current
-
-    def swap(self, matcher: Matcher) -> Matcher:
-        """Make ``matcher`` live; return the one it replaces."""
-        old, self._current = self._current, matcher
-        return old
-
-    def reload(self, root: Path | str) -> Matcher:
-        """Load the snapshot ``root`` points to and make it live; returns it.
-
-        On error the live matcher stays and ``SnapshotError`` is raised.
-        """
-        with self._reload_lock:  # two reloads at once would only waste memory
-            matcher = Matcher.load(root)
-            self.swap(matcher)
-            return matcher
-
-    def compile_and_reload(self, sources: Iterable[ListSource], root: Path | str) -> Matcher:
-        """Compile ``sources`` to a new snapshot under ``root`` and make it live."""
-        with self._reload_lock:
-            matcher = Matcher.load(compile_snapshot(sources, root))
-            self.swap(matcher)
-            return matcher
-
-    def lookup(self, name: str) -> tuple[Hit, ...]:
-        return self._current.lookup(name)

@@ -84,12 +84,6 @@ class CategoryInfo:
     severity: str = "medium"
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceInfo:
-    id: str
-    category: str
-
-
 class BudgetView(Protocol):
     """Tells whether a profile has used up a daily budget."""
 
@@ -119,16 +113,6 @@ class MeterBudgets:
         # slot() memoises the local day per quarter hour: no datetime work per query.
         day = self.meter.slot(int(now // 60), self.zone)[0]
         return self.meter.minutes(profile, target, day) >= minutes
-
-
-class FunctionBudgets:
-    """Budgets from a plain ``budget_exceeded(profile, target, now) -> bool`` callable."""
-
-    def __init__(self, exceeded: Callable[[str, str, float], bool]) -> None:
-        self._exceeded = exceeded
-
-    def exceeded(self, profile: str, target: str, minutes: int, now: float) -> bool:
-        return minutes <= 0 or self._exceeded(profile, target, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +154,6 @@ class CompiledProfile:
     custom: dict[str, int]  # domain -> ALLOW | DENY | schedule-allow bits
     schedules: tuple[CompiledSchedule, ...]
     budgets: tuple[CompiledBudget, ...]
-    budget_ids: frozenset[int]
     safe: bool  # safe search or YouTube restriction on
     cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # see decide._new
     memo: tuple[float, float, tuple[CompiledSchedule, ...]] = (0.0, -1.0, ())
@@ -332,7 +315,6 @@ def _compile_profile(
         custom=custom,
         schedules=tuple(schedules),
         budgets=budgets,
-        budget_ids=frozenset().union(*(b.ids for b in budgets)),
         safe=profile.safe_search or profile.youtube != "off",
     )
 

@@ -26,8 +26,6 @@ class Forward:
         self.pool = pool
         self.max_inflight = max_inflight
         self._inflight: dict[bytes, asyncio.Future[tuple[Reply, str]]] = {}
-        self.merged = 0
-        self.over_cap = 0
 
     def resolve(self, query: Query, nxt: Next) -> Answer:
         return self._resolve(query)
@@ -37,13 +35,10 @@ class Forward:
         future = self._inflight.get(q.key)
         if future is None:
             if len(self._inflight) >= self.max_inflight:
-                self.over_cap += 1
                 raise UpstreamFailure("too many queries in flight")
             future = asyncio.get_running_loop().create_future()
             self._inflight[q.key] = future
             asyncio.get_running_loop().create_task(self._fetch(q.key, q.lname + q.question[len(q.qname):], q.do, bool(q.flags & CD), future))
-        else:
-            self.merged += 1
         reply, upstream = await asyncio.shield(future)
         query.reply = reply
         query.cnames = tuple(reply.cnames)
