@@ -60,7 +60,6 @@ from .policy.subscriptions import (
     schedule_refreshes,
 )
 from .store import Recorder
-from .store.records import QueryRecord
 from .usage import UsageMeter, local_day
 
 log = logging.getLogger(__name__)
@@ -288,12 +287,9 @@ class Guardian:
         return (device.name if device is not None else None), profile.name
 
     def _bypass_seen(self, mac: str, ip: str, detail: str) -> None:
-        """A device talked to another resolver directly: a bypass risk event, in the log too."""
+        """A device talked to another resolver directly: a bypass risk event (not a query)."""
         name, profile = self._identify_device(ip, mac, None)
-        self.recorder.record(QueryRecord(
-            time=self.clock(), client=ip, device=name, mac=mac, profile=profile, name=detail, qtype=0,
-            action="allowed", rcode=0, source="discovery", reason="bypass", category="bypass",
-            threat=None, severity="high"))
+        self.recorder.bypass_seen(mac, ip, name, profile, detail, self.clock())
 
     async def _expire(self) -> None:
         await asyncio.to_thread(self.household.expire)

@@ -28,6 +28,28 @@ def test_a_bypass_seen_by_discovery_becomes_a_risk_event(make_guardian, upstream
     assert isinstance(json.loads(devices.stdout), list)
 
 
+def test_a_bypass_sighting_is_an_event_not_a_query(make_guardian, upstream, tmp_path):
+    """What discovery saw is no DNS query: it is not in the query log, the hourly counts
+    or the answers counted by result (/metrics), only a bypass risk event."""
+    import sqlite3
+
+    config = (f"data_dir: {tmp_path / 'var'}\nstore:\n  flush_seconds: 0.2\n"
+              "household:\n  profiles: [{name: Child, categories: [adult]}]\n"
+              "  devices: [{name: Sam's tablet, mac: 'b8:27:eb:00:00:01', profile: Child}]\n")
+    g = make_guardian([upstream.url], config=config)
+    g.loop.call_soon_threadsafe(g.daemon._bypass_seen, "b8:27:eb:00:00:01", "127.0.0.5", "DNS to 192.0.2.53:53")
+    time.sleep(0.2)
+    g.call(g.daemon.recorder.flush())
+    with sqlite3.connect(tmp_path / "var" / "guardian.db") as conn:
+        events = conn.execute("SELECT kind, device, profile, severity, examples FROM risk_events "
+                              "WHERE kind = 'bypass'").fetchall()
+        queries = conn.execute("SELECT count(*) FROM queries").fetchone()[0]
+        hourly = conn.execute("SELECT coalesce(sum(count), 0) FROM hourly").fetchone()[0]
+    assert events == [("bypass", "Sam's tablet", "Child", "high", "DNS to 192.0.2.53:53")]
+    assert (queries, hourly) == (0, 0)
+    assert g.daemon.recorder.results == {}
+
+
 def test_a_device_named_by_its_dhcp_hostname_gets_its_profile(make_guardian, upstream, tmp_path):
     from support import dig
 

@@ -178,6 +178,14 @@ class Recorder:
             if len(self._side) < 1000:
                 self._side.append(("new-device", at or time.time(), mac, ip, name, profile, detail))
 
+    def bypass_seen(self, mac: str | None, ip: str | None, name: str | None, profile: str | None, detail: str,
+                    at: float | None = None) -> None:
+        """A device seen talking to another resolver (discovery): a bypass risk event, not a
+        query (``detail``: "DNS to 192.0.2.53:53")."""
+        with self._side_lock:
+            if len(self._side) < 1000:
+                self._side.append(("bypass", at or time.time(), mac, ip, name, profile, detail))
+
     # -- the writer task -------------------------------------------------------------
 
     async def start(self) -> None:

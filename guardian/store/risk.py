@@ -137,6 +137,19 @@ class RiskRules:
             ev.message = message
         self._hit(ev, time, severity, None)
 
+    def bypass(self, time: float, mac: str | None, ip: str | None, name: str | None, profile: str | None,
+               detail: str) -> None:
+        """A device seen talking to another resolver (discovery), aggregated with the DNS
+        side's bypass attempts of the same device; ``detail`` ("DNS to 192.0.2.53:53") is
+        the example."""
+        who = name or ip or ""
+        slot = (BYPASS, who, "bypass")
+        ev = self._open.get(slot)
+        if ev is None or time - ev.last >= self.window:
+            ev = self._start(slot, SEP.join((*slot, f"{time:.3f}")), BYPASS, time, "high", name, ip, profile, None,
+                             "bypass", None)
+        self._hit(ev, time, "high", detail or None)
+
     def new_device(self, time: float, mac: str | None, ip: str | None, name: str | None, profile: str | None,
                    detail: str = "", severity: str | None = None) -> None:
         """A device joined the network (one event per MAC, or per address without one)."""

@@ -192,11 +192,14 @@ class StoreWriter:
                 _, what, message, severity, at = item
                 risk.system(what, message, severity, at)
             else:
-                _, at, mac, ip, name, profile, detail = item
+                kind, at, mac, ip, name, profile, detail = item
                 if anonymous:
                     mac = ip = name = None
-                    detail = ""
-                risk.new_device(at, mac, ip, name, profile, detail)
+                    detail = "" if kind == "new-device" else detail  # bypass: the other resolver's address
+                if kind == "bypass":
+                    risk.bypass(at, mac, ip, name, profile, detail)
+                else:
+                    risk.new_device(at, mac, ip, name, profile, detail)
         now = time.time()
         batch.events = risk.drain(now)
         today = local_day(now, zone)
