@@ -1,6 +1,6 @@
 """``guardian reset [--keep-network]``: back to the box as provisioned (a factory reset).
 
-Erases what the household made: the household (profiles, devices, schedules, overrides),
+Erases everything in the data directory: the household (profiles, devices, schedules, overrides),
 the dashboard's accounts and sessions, the query log, the risk events and the usage. The
 next start seeds the household from the configuration and provisioning again, and the
 dashboard asks for the setup code (or a first account) again.
@@ -19,7 +19,6 @@ from pathlib import Path
 from .config import Settings
 from .control import SOCKET_NAME, DaemonNotRunning, request
 from .errors import GuardianError
-from .household.storage import HOUSEHOLD_DB
 
 HISTORY_DB = "guardian.db"
 WEB_DB = "web.db"
@@ -39,7 +38,8 @@ def what_goes(settings: Settings, keep_network: bool) -> list[str]:
     """The sentences the confirmation prompt shows."""
     lines = ["the household: profiles, devices' profiles, schedules, budgets, pauses and overrides",
              "the dashboard's accounts and sessions (it asks for the setup code again)",
-             "the query log, the risk events and the screen-time usage"]
+             "the query log, the risk events and the screen-time usage",
+             "the audit trail of who changed what, and the anonymous statistics files"]
     lines.append("kept: the device registry and the downloaded lists" if keep_network
                  else "the device registry and the downloaded lists")
     return lines
@@ -58,28 +58,27 @@ def factory_reset(settings: Settings, keep_network: bool = False) -> list[str]:
     if not data.is_dir():
         return []
     done: list[str] = []
-    for path in (*_sqlite_files(data / HOUSEHOLD_DB), *_sqlite_files(data / WEB_DB)):
-        if path.exists():
-            path.unlink()
-            done.append(str(path))
     web = data / WEB_DIR
     if web.is_dir():  # the dashboard's own folder: emptied, kept (its unit's StateDirectory)
         for child in web.iterdir():
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
             done.append(str(child))
     history = data / HISTORY_DB
+    kept = {WEB_DIR}
     if keep_network and history.exists():
         _erase_history(history)
         done.append(f"{history} (history erased, device registry kept)")
-    else:
-        for path in _sqlite_files(history):
-            if path.exists():
-                path.unlink()
-                done.append(str(path))
-        lists = data / LISTS_DIR
-        if lists.is_dir():
-            shutil.rmtree(lists)
-            done.append(str(lists))
+        kept |= {p.name for p in _sqlite_files(history)} | {LISTS_DIR}
+    # Everything else in the data directory goes: household.db, web.db, audit.db, guardian.db,
+    # the lists, the anonymous statistics, backups' leftovers, files a later version adds.
+    for path in sorted(data.iterdir()):
+        if path.name in kept:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        done.append(str(path))
     return done
 
 

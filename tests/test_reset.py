@@ -52,6 +52,10 @@ def used_box(cfg: Path, port: int) -> None:
         (cfg.parent / "var" / "web").mkdir(exist_ok=True)
         (cfg.parent / "var" / "web.db").write_text("accounts")
         (cfg.parent / "var" / "web" / "sessions").write_text("x")
+        from guardian import audit
+        audit.record(cfg.parent / "var", {"action": "pause", "target": "Family"}, None)  # who did what
+        (cfg.parent / "var" / "anonymous-stats").mkdir(exist_ok=True)
+        (cfg.parent / "var" / "anonymous-stats" / "2026-W49.json").write_text("{}")
         # guardian reset refuses while the daemon runs.
         refused = reset(cfg, "--yes")
         assert refused.returncode == 1 and "Guardian is running: stop it first" in refused.stderr
@@ -79,6 +83,8 @@ def test_reset_erases_the_household_and_history_and_provisioning_applies_again(t
     var = tmp_path / "var"
     assert not (var / "guardian.db").exists() and not (var / "web.db").exists()
     assert (var / "web").is_dir() and list((var / "web").iterdir()) == []
+    # Nothing of the family's is left in the data directory: not the audit trail, not a stray file.
+    assert sorted(p.name for p in var.iterdir()) == ["web"], sorted(p.name for p in var.iterdir())
     running = Running(config.load(cfg))
     try:
         assert profiles(running) == ["Kid", "Grown"]  # seeded again from provisioning
@@ -98,6 +104,7 @@ def test_keep_network_keeps_the_device_registry_without_the_familys_labels(tmp_p
         assert {(name, profile) for _mac, name, profile in devices} == {("", None)}
     db.close()
     assert not (tmp_path / "var" / "household.db").exists()
+    assert not (tmp_path / "var" / "audit.db").exists() and not (tmp_path / "var" / "anonymous-stats").exists()
 
 
 def test_reset_asks_first(tmp_path):
