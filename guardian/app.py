@@ -9,7 +9,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,11 @@ from .dns.rebind import Rebind
 from .dns.server import DnsServer
 from .dns.steps.cache import CacheStep
 from .dns.steps.forward import Forward
-from .dns.steps.guard import Guard
+from .dns.steps.guard import Guard, GuardStats
 from .dns.steps.local import LocalNames
 from .dns.steps.policy import DeviceHint, Identify, Policy
 from .dns.steps.record import Record, Sink
-from .dns.upstreams.base import Upstream
+from .dns.upstreams.base import Upstream, UpstreamStats
 from .dns.upstreams.factory import make_upstream
 from .dns.upstreams.pool import UpstreamPool, resolve_via
 from .errors import ConfigError, GuardianError
@@ -65,6 +65,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class Counters:
+    """The query chain's counters since start, outliving the chains a reload replaces."""
+
+    guard: GuardStats = field(default_factory=GuardStats)
+    upstreams: dict[str, UpstreamStats] = field(default_factory=dict)  # by URL
+
+
+@dataclass
 class Pipeline:
     """One generation of the query chain, built from one version of the settings."""
 
@@ -78,7 +86,10 @@ class Pipeline:
 
 def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: PolicyHolder,
                    observe: Any = None, clock: Callable[[], float] = time.time,
-                   hint: DeviceHint | None = None, services: Collection[str] = ()) -> Pipeline:
+                   hint: DeviceHint | None = None, services: Collection[str] = (),
+                   stats: Counters | None = None) -> Pipeline:
+    """The query chain for ``settings``; its counters go to ``stats`` (the daemon's, kept
+    across reloads) when given."""
     dns = settings.dns
     plain: list[Upstream] = [make_upstream(s) for s in dns.plain_resolvers]
 
@@ -86,9 +97,12 @@ def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: Pol
         return await resolve_via(plain, name)
 
     upstreams = [make_upstream(spec, dns.tls_ca_file, resolve_host if plain else None) for spec in dns.upstreams]
+    stats = stats or Counters()
+    for upstream in upstreams:  # the same URL after a reload: its counters carry on
+        upstream.stats = stats.upstreams.setdefault(upstream.name, upstream.stats)
     pool = UpstreamPool(upstreams, timeout=dns.upstream_timeout, deadline=max(2.5, dns.upstream_timeout * 1.5))
     pool.on_event = getattr(recorder, "system_event", None)
-    guard = Guard(dns.allow_clients, dns.rate_limit)
+    guard = Guard(dns.allow_clients, dns.rate_limit, stats.guard)
     local = LocalNames(list(dns.local_names), list(dns.local_addresses))
     cache_step = CacheStep(cache, pool)
     forward = Forward(pool, dns.max_inflight)
@@ -160,8 +174,9 @@ class Guardian:
             self.recorder.system_event("household", problem, "high")
         if loaded.save_error:  # kept until guardian.db takes writes again (it is on the same card)
             self.recorder.system_event("storage", loaded.save_error, "high")
+        self.counters = Counters()  # since start: every generation of the chain counts here
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, clock,
-                                       self._device_hint, self.rules.services)
+                                       self._device_hint, self.rules.services, self.counters)
 
     def _changed(self) -> None:
         """A parent's action (or an expiry) built a new snapshot: no reuse of old answers.
@@ -406,9 +421,7 @@ class Guardian:
         # The config's household only seeds: it replaces ours only while no parent changed it.
         self.household.reseed(seed, seed_digest(settings.household))
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, self.clock,
-                                       self._device_hint, self.rules.services)
-        self.pipeline.guard.refused_acl = old.guard.refused_acl  # counters run since start
-        self.pipeline.guard.refused_rate = old.guard.refused_rate
+                                       self._device_hint, self.rules.services, self.counters)
         if (settings.dns.upstreams, settings.dns.rebind_allow) != (self.settings.dns.upstreams, self.settings.dns.rebind_allow):
             self.cache.clear()  # the cache holds answers as these upstreams gave and rebinding screened them
         if new_server is not None:

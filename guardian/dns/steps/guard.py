@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ..chain import Answer, Next, Query
 from ..messages import reply_with, rfc8482_hinfo
@@ -19,17 +20,32 @@ from ..wire import REFUSED, T_ANY
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@dataclass(slots=True)
+class GuardStats:
+    """Queries refused since the daemon started (a reload's new Guard keeps counting here)."""
+
+    refused_acl: int = 0
+    refused_rate: int = 0
+
+
 class Guard:
     MAX_TRACKED = 65_536  # clients remembered for the ACL and the rate limit
 
-    def __init__(self, allow_clients: Sequence[Network], rate_limit: int) -> None:
+    def __init__(self, allow_clients: Sequence[Network], rate_limit: int, stats: GuardStats | None = None) -> None:
         self.allow = list(allow_clients)
         self.per_second = rate_limit / 60.0
         self.burst = float(rate_limit)
         self._allowed: dict[str, bool] = {}
         self._buckets: dict[str, list[float]] = {}
-        self.refused_acl = 0
-        self.refused_rate = 0
+        self.stats = stats if stats is not None else GuardStats()  # the daemon's: survives a reload
+
+    @property
+    def refused_acl(self) -> int:
+        return self.stats.refused_acl
+
+    @property
+    def refused_rate(self) -> int:
+        return self.stats.refused_rate
 
     def allowed(self, client: str) -> bool:
         known = self._allowed.get(client)
@@ -77,12 +93,12 @@ class Guard:
     def resolve(self, query: Query, nxt: Next) -> Answer:
         client = query.client
         if not self._allowed.get(client) and not self.allowed(client):
-            self.refused_acl += 1
+            self.stats.refused_acl += 1
             query.source = "guard"
             query.rcode = REFUSED
             return reply_with(query.q, REFUSED)
         if self.per_second > 0 and not self.take(client, query.received):
-            self.refused_rate += 1
+            self.stats.refused_rate += 1
             query.source = "guard"
             query.rcode = REFUSED
             return reply_with(query.q, REFUSED)

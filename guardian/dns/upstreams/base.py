@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
+from dataclasses import dataclass, field
 
 from ...errors import GuardianError
 from ..spec import UpstreamSpec
@@ -47,6 +48,17 @@ new_id = _RandomIds()
 RTT_BUCKETS_MS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, float("inf"))
 
 
+@dataclass(slots=True)
+class UpstreamStats:
+    """One upstream's counters since the daemon started. A reload builds new upstream
+    objects; the daemon hands each the stats of the same URL, so they carry on."""
+
+    answered: int = 0
+    errors: int = 0  # every failed exchange (Upstream.failures counts the current run)
+    rtt_sum_ms: float = 0.0
+    rtt_buckets: list[int] = field(default_factory=lambda: [0] * len(RTT_BUCKETS_MS))  # not cumulative
+
+
 class Upstream:
     """Base: one resolver, with its health as seen by the pool."""
 
@@ -56,18 +68,32 @@ class Upstream:
         self.down_since: float | None = None
         self.failures = 0
         self.strikes: set[bytes] = set()  # questions it failed since its last answer
-        self.answered = 0
         self.last_error = ""
         self.rtt_ms = 0.0
-        self.errors = 0  # every failed exchange since start (failures counts the current run)
-        self.rtt_buckets = [0] * len(RTT_BUCKETS_MS)  # answers per latency bucket (not cumulative)
-        self.rtt_sum_ms = 0.0
+        self.stats = UpstreamStats()
 
     def observe(self, ms: float) -> None:
         """One answer's round trip, for the latency histogram (/metrics)."""
         self.rtt_ms = ms
-        self.rtt_sum_ms += ms
-        self.rtt_buckets[bisect_left(RTT_BUCKETS_MS, ms)] += 1
+        stats = self.stats
+        stats.rtt_sum_ms += ms
+        stats.rtt_buckets[bisect_left(RTT_BUCKETS_MS, ms)] += 1
+
+    @property
+    def answered(self) -> int:
+        return self.stats.answered
+
+    @property
+    def errors(self) -> int:
+        return self.stats.errors
+
+    @property
+    def rtt_sum_ms(self) -> float:
+        return self.stats.rtt_sum_ms
+
+    @property
+    def rtt_buckets(self) -> list[int]:
+        return self.stats.rtt_buckets
 
     @property
     def up(self) -> bool:

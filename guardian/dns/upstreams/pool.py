@@ -70,7 +70,7 @@ class UpstreamPool:
         raise UpstreamFailure("; ".join(errors) or "no time left to ask an upstream")
 
     def _succeeded(self, upstream: Upstream) -> None:
-        upstream.answered += 1
+        upstream.stats.answered += 1
         if not upstream.up:
             log.warning("upstream %s is answering again", upstream.name)
         upstream.down_since = None
@@ -79,7 +79,7 @@ class UpstreamPool:
 
     def _failed(self, upstream: Upstream, why: str, question: bytes) -> None:
         upstream.failures += 1
-        upstream.errors += 1
+        upstream.stats.errors += 1
         upstream.last_error = why
         if not upstream.up:
             return
