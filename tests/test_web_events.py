@@ -163,6 +163,7 @@ def test_risk_event_filters_by_child_device_threat_and_severity(unprivileged: An
     assert 'value="Lou&#39;s phone" selected' in page  # the filter is kept, escaped
     _token, page = parent.csrf("/activity?event_threat=pornography")
     assert events_shown(page) == ["adult"]
+    assert 'href="/guides/pornography"' in page  # every risk event links to its threat's guide
     _token, page = parent.csrf("/activity?event_profile=Adult")
     assert events_shown(page) == []
     _token, page = parent.csrf("/activity?event_profile=Child&event_severity=high")

@@ -223,6 +223,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     r.add_post("/profiles/{name}/list", profile_list)
     r.add_post("/profiles/{name}/schedule", profile_schedule)
     r.add_post("/profiles/{name}/budget", profile_budget)
+    r.add_get("/guides", guides_page)
+    r.add_get("/guides/{threat}", guide_page)
     r.add_get("/settings", settings_page)
     r.add_post("/settings/accounts", add_account)
     r.add_post("/settings/accounts/remove", remove_account)
@@ -824,6 +826,29 @@ def guide_ids() -> set[str]:
     return available()
 
 
+# --- guides for parents --------------------------------------------------------------------------
+
+
+async def guides_page(request: web.Request) -> web.StreamResponse:
+    from . import guides
+
+    lang = request["lang"]
+    items = [{"id": gid, "title": guides.text(g, lang)["title"]}
+             for gid in guides.all_ids() if (found := guides.find(gid)) is not None for g in (found[1],)]
+    return render(request, "guides.html", {"guides": sorted(items, key=lambda g: g["title"])})
+
+
+async def guide_page(request: web.Request) -> web.StreamResponse:
+    """One threat's guide in the reader's language (rules/guides/<threat>.yaml)."""
+    from . import guides
+
+    found = guides.find(request.match_info["threat"])
+    if found is None:
+        raise web.HTTPNotFound(reason=_("There is no guide on that."))
+    gid, guide = found
+    return render(request, "guide.html", {"gid": gid, "g": guides.text(guide, request["lang"])})
+
+
 THREAT_NAMES = {
     "pornography": N_("pornography"), "child-abuse-material": N_("child sexual abuse material"),
     "violence": N_("violence"), "hate-racism": N_("hate and racism"), "self-harm": N_("self-harm"),
@@ -964,8 +989,24 @@ async def profile_page(request: web.Request) -> web.StreamResponse:
     usage: list[dict[str, Any]] = next((p["usage"] for p in state["profiles"] if p["name"] == profile["name"]), [])
     budgets = {b["target"]: b["minutes"] for b in profile["budgets"]}
     return render(request, "profile.html", {"p": profile, "state": state, "usage": usage, "budgets": budgets,
+                                            "guide_of": category_guides(state),
                                             "grid": weekly_grid(profile["schedules"]),
                                             "days": [(d, _(label)) for d, label in DAY_LABELS]})
+
+
+def category_guides(state: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """Per category: the guides on the threats it protects against, (threat, its name)."""
+    from . import guides
+
+    out: dict[str, list[tuple[str, str]]] = {}
+    for c in state["categories"]:
+        seen: set[str] = set()
+        for threat in c.get("threats") or ():
+            found = guides.find(threat)
+            if found is not None and found[0] not in seen:
+                seen.add(found[0])
+                out.setdefault(c["id"], []).append((found[0], _(THREAT_NAMES.get(found[0], found[0]))))
+    return out
 
 
 async def profile_add(request: web.Request) -> web.StreamResponse:
