@@ -23,7 +23,7 @@ from .discovery.persist import RemotePersist
 from .dns.cache import Cache
 from .dns.chain import Answer, Next, Query, Step, build_chain
 from .dns.rebind import Rebind
-from .dns.server import DnsServer
+from .dns.server import DnsServer, ServerStats
 from .dns.steps.cache import CacheStep
 from .dns.steps.forward import Forward
 from .dns.steps.guard import Guard, GuardStats
@@ -69,6 +69,7 @@ class Counters:
     """The query chain's counters since start, outliving the chains a reload replaces."""
 
     guard: GuardStats = field(default_factory=GuardStats)
+    server: ServerStats = field(default_factory=ServerStats)  # new listeners keep counting here
     upstreams: dict[str, UpstreamStats] = field(default_factory=dict)  # by URL
 
 
@@ -117,6 +118,12 @@ def build_pipeline(settings: Settings, cache: Cache, recorder: Sink, policy: Pol
         forward,  # last: the network
     ]
     return Pipeline(guard, local, cache_step, forward, pool, build_chain(steps))
+
+
+def _server_limits(settings: Settings) -> dict[str, Any]:
+    dns = settings.dns
+    return {"tcp_idle": dns.tcp_idle_seconds, "tcp_max_connections": dns.tcp_max_connections,
+            "tcp_message": dns.tcp_message_seconds, "tcp_max_per_client": dns.tcp_max_per_client}
 
 
 def configure_cache(cache: Cache, settings: Settings) -> None:
@@ -200,15 +207,9 @@ class Guardian:
             self._schedule_lists()  # replaces the jobs; missing lists are fetched a minute later
 
     def _server_for(self, settings: Settings) -> DnsServer:
-        server = DnsServer(
-            self._handle,
-            list(settings.dns.listen),
-            tcp_idle=settings.dns.tcp_idle_seconds,
-            tcp_max_connections=settings.dns.tcp_max_connections,
-            tcp_message=settings.dns.tcp_message_seconds,
-            tcp_max_per_client=settings.dns.tcp_max_per_client,
-            client_allowed=lambda client: self.pipeline.guard.allowed(client),
-        )
+        server = DnsServer(self._handle, list(settings.dns.listen), **_server_limits(settings),
+                           client_allowed=lambda client: self.pipeline.guard.allowed(client))
+        server.stats = self.counters.server
         server.admit = self._admit
         return server
 
@@ -428,11 +429,8 @@ class Guardian:
             old_server, self.server = self.server, new_server
             if old_server is not None:
                 await old_server.stop()
-        if self.server is not None:  # read per connection: the next ones get the new limits
-            self.server.tcp_idle = settings.dns.tcp_idle_seconds
-            self.server.tcp_max_connections = settings.dns.tcp_max_connections
-            self.server.tcp_message = settings.dns.tcp_message_seconds
-            self.server.tcp_max_per_client = settings.dns.tcp_max_per_client
+        if self.server is not None:
+            self.server.apply(**_server_limits(settings))
         if settings.zone != self.settings.zone:
             zone = settings.zone
             self.policy.update(lambda snap: with_zone(snap, zone, MeterBudgets(self.meter, zone)))

@@ -35,7 +35,7 @@ def collect(guardian: Guardian) -> dict[str, Any]:
         "version": __version__,
         "uptime_seconds": round(now - guardian.started, 1),
         "listening": [f"{proto} {host}:{port}" for proto, host, port in (server.bound if server else [])],
-        "queries": {**stats, "packet_reuses": server.packet_hits if server is not None else 0},
+        "queries": {**stats, "packet_reuses": stats.get("packet_reuses", 0)},
         "refused": {"acl": pipeline.guard.refused_acl, "rate_limit": pipeline.guard.refused_rate},
         "upstreams": upstreams,
         "cache": {"entries": len(cache), "size": cache.size, "hits": cache.hits, "misses": cache.misses,

@@ -41,6 +41,7 @@ class ServerStats:
     tcp_connections: int = 0
     tcp_rejected: int = 0
     tcp_slow: int = 0  # connections closed for not completing a message in time
+    packet_reuses: int = 0  # repeats answered from the packet cache
 
 
 def udp_limit(query: Query) -> int:
@@ -99,8 +100,15 @@ class DnsServer:
         self.bound: list[tuple[str, str, int]] = []  # (proto, host, port) actually bound
         self.admit: Callable[[str, float], bool] | None = None
         self.packets: dict[tuple[str, bytes], tuple[bytes, float, Callable[[float], None] | None]] = {}
-        self.packet_hits = 0
         self._running: set[asyncio.Future[bytes]] = set()  # answers still being worked out
+
+    def apply(self, *, tcp_idle: float, tcp_max_connections: int, tcp_message: float,
+              tcp_max_per_client: int) -> None:
+        """Reloaded limits: read per connection, so the next ones get them."""
+        self.tcp_idle = tcp_idle
+        self.tcp_max_connections = tcp_max_connections
+        self.tcp_message = tcp_message
+        self.tcp_max_per_client = tcp_max_per_client
 
     def invalidate(self) -> None:
         """Forget every reusable answer: what decides answers has changed."""
@@ -253,7 +261,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         if reuse is not None:
             now = time.monotonic()
             if reuse[1] > now and (server.admit is None or server.admit(addr[0], now)):
-                server.packet_hits += 1
+                server.stats.packet_reuses += 1
                 self._send(data[:2] + reuse[0], addr)
                 if reuse[2] is not None:
                     reuse[2](time.time())
