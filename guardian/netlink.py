@@ -1,4 +1,6 @@
-"""The kernel's IPv6 neighbour table through rtnetlink (stdlib only, no ``ip`` process).
+"""The kernel's neighbour tables: IPv6 through rtnetlink (stdlib only, no ``ip``
+process), IPv4 from /proc/net/arp (``arp_entries``: the one parser of that file, for
+the DNS side and discovery alike).
 
 One ``RTM_GETNEIGH`` dump over a raw ``AF_NETLINK`` socket: a few hundred microseconds
 for a household's table, cheap enough to read on the DNS loop when a client's address
@@ -26,6 +28,28 @@ NUD_NOARP = 0x40
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _NDMSG = struct.Struct("=BBHiHBB")  # family, pad, pad, ifindex, state, flags, type
 _RTATTR = struct.Struct("=HH")  # len, type
+
+
+ARP_PATH = "/proc/net/arp"
+ATF_COM = 0x2  # the entry is complete: the kernel resolved the MAC
+
+
+def arp_entries(text: str) -> list[tuple[str, str, str]]:
+    """(IPv4 address, MAC in lower case, interface) of the complete entries of
+    /proc/net/arp's text (header line first); incomplete ones name nobody."""
+    found = []
+    for line in text.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) < 6:
+            continue
+        try:
+            complete = int(parts[2], 16) & ATF_COM
+        except ValueError:
+            continue
+        mac = parts[3].lower()
+        if complete and mac != "00:00:00:00:00:00":
+            found.append((parts[0], mac, parts[5]))
+    return found
 
 
 class NetlinkError(OSError):

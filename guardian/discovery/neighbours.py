@@ -15,28 +15,24 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import netlink
 from .packets import Sighting
 from .vendors import is_device_mac, normal_mac
 
 log = logging.getLogger(__name__)
 
-ARP_PATH = Path("/proc/net/arp")
-ATF_COM = 0x2  # the entry is complete (it has a MAC)
+ARP_PATH = Path(netlink.ARP_PATH)
 GOOD_STATES = {"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"}
 
 
 def read_arp(text: str, interfaces: Collection[str] = ()) -> list[Sighting]:
     """Sightings from /proc/net/arp's text (header line first)."""
     found = []
-    for line in text.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) < 6:
-            continue
-        ip, flags, hw, dev = parts[0], parts[2], parts[3], parts[5]
+    for ip, hw, dev in netlink.arp_entries(text):
         mac = normal_mac(hw)
         if interfaces and dev not in interfaces:
             continue
-        if mac is None or not is_device_mac(mac) or not int(flags, 16) & ATF_COM:
+        if mac is None or not is_device_mac(mac):
             continue
         found.append(Sighting(mac, ip, "neigh", dev))
     return found

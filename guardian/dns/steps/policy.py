@@ -22,6 +22,7 @@ from typing import Any
 from dnslib import CNAME, EDNS0, QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord
 
 from ... import netlink
+from ...netlink import ARP_PATH, arp_entries
 from ...policy.decide import Decision, check_cname_chain, decide
 from ...policy.snapshot import PolicyHolder
 from ...verdicts import Action
@@ -48,7 +49,7 @@ class Neighbours:
     query from an address the kernel never saw names the device.
     """
 
-    def __init__(self, path: str = "/proc/net/arp", refresh: float = 10.0, *, refresh6: float = 3.0,
+    def __init__(self, path: str = ARP_PATH, refresh: float = 10.0, *, refresh6: float = 3.0,
                  miss_interval: float = 0.2, read6: Callable[[], dict[str, str]] | None = None,
                  probe_wait: float = 0.25, probe_every: float = 60.0) -> None:
         self.path = Path(path)
@@ -74,15 +75,10 @@ class Neighbours:
         now = time.monotonic()
         if now - self._read_at > self.refresh:
             self._read_at = now
-            table: dict[str, str] = {}
             try:
-                for line in self.path.read_text().splitlines()[1:]:
-                    parts = line.split()
-                    if len(parts) >= 4 and parts[3] != "00:00:00:00:00:00":
-                        table[parts[0]] = parts[3].lower()
+                self._table = {ip: mac for ip, mac, _dev in arp_entries(self.path.read_text())}
             except OSError:
-                pass
-            self._table = table
+                self._table = {}
         return self._table.get(ip)
 
     def _mac6(self, ip: str) -> str | None:
