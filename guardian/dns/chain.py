@@ -58,7 +58,7 @@ class Query:
     # (offset from ttl_base, TTL) pairs, so a TTL cap is applied without parsing.
     ttls: list[tuple[int, int]] | None = None
     ttl_base: int = 0
-    addr: Any = None  # the transport's address to answer (UDP)
+    addr: tuple[Any, ...] | None = None  # the UDP peer to answer: (host, port[, flowinfo, scope_id])
     # Packet cache (server.py): until when this exact answer may be sent again to the
     # same client for the same query bytes, and what to do each time it is (log it).
     reuse_until: float = 0.0
