@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
                            "the configuration and provisioning again (asks for confirmation; stop Guardian first)")
     sub.add_argument("--keep-network", action="store_true", help="keep the device registry and the downloaded lists")
     sub.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sub = command("backup", "write the household, the settings, the dashboard's accounts and the audit trail to one "
+                            "archive (works while Guardian runs)")
+    sub.add_argument("--output", "-o", metavar="FILE", help="the archive (default guardian-backup-DATE.tar.gz here)")
+    sub.add_argument("--with-queries", action="store_true", help="also the query log, risk events and usage")
+    sub = command("restore", "put a 'guardian backup' archive back (stop Guardian first; the replaced files are kept)")
+    sub.add_argument("archive", metavar="FILE")
     sub = command("import", "replace the household with the one in a YAML file (as 'guardian export' writes)")
     sub.add_argument("file", metavar="FILE")
     return parser
@@ -113,6 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .reset import reset_command
 
             return reset_command(args.config, args.keep_network, args.yes)
+        if args.command in ("backup", "restore"):
+            from . import backup
+
+            if args.command == "backup":
+                return backup.backup_command(args.config, args.output, args.with_queries)
+            return backup.restore_command(args.config, args.archive)
         if args.command == "lists":
             return show_lists(args.config, refresh=args.refresh)
         if args.command == "devices":
