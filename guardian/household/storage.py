@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GuardianError
+from ..migrations import upgrade
 from ..policy.household import (
     Household,
     Override,
@@ -40,6 +41,13 @@ HOUSEHOLD_DB = "household.db"
 SEED = "seed"  # the stored household is the config's seed, untouched by parents
 PARENT = "parent"  # a parent changed it: it wins over the config from now on
 SCHEMA_VERSION = 1
+# (version, SQL) in order: a new schema is one more step here, never an edit of an old one.
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, "CREATE TABLE IF NOT EXISTS household (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL,"
+        " origin TEXT NOT NULL, seed TEXT NOT NULL, updated REAL NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS overrides (kind TEXT NOT NULL, target TEXT NOT NULL,"
+        " domain TEXT NOT NULL DEFAULT '', until REAL, created REAL NOT NULL)"),
+]
 FOREVER = math.inf  # an override "until resumed"
 
 # --- the file ---------------------------------------------------------------------------
@@ -72,20 +80,11 @@ class HouseholdStore:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
         conn.execute("PRAGMA synchronous=FULL")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            conn.executescript(
-                "BEGIN;"
-                "CREATE TABLE IF NOT EXISTS household (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL,"
-                " origin TEXT NOT NULL, seed TEXT NOT NULL, updated REAL NOT NULL);"
-                "CREATE TABLE IF NOT EXISTS overrides (kind TEXT NOT NULL, target TEXT NOT NULL,"
-                " domain TEXT NOT NULL DEFAULT '', until REAL, created REAL NOT NULL);"
-                f"PRAGMA user_version = {SCHEMA_VERSION};"
-                "COMMIT;"
-            )
-        elif version > SCHEMA_VERSION:
+        try:
+            upgrade(conn, self.path, MIGRATIONS)  # guardian/migrations.py: a copy aside first, newer refused
+        except GuardianError:
             conn.close()
-            raise GuardianError(f"{self.path} was written by a newer Guardian (schema {version})")
+            raise
         return conn
 
     def load(self, repair: bool = True) -> Stored | None:

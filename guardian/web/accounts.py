@@ -29,6 +29,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..errors import GuardianError
+from ..migrations import upgrade
 
 DB_NAME = "web.db"
 DIR_NAME = "web"  # under data_dir
@@ -62,6 +63,21 @@ CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, account_id INTEGER NOT N
 CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, time REAL NOT NULL, account TEXT NOT NULL,
   action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '');
 """
+# (version, SQL) in order, _SCHEMA being their sum; a new schema is one more step, never an edit.
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+  hash TEXT NOT NULL, language TEXT NOT NULL DEFAULT '', created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, account_id INTEGER NOT NULL, csrf TEXT NOT NULL,
+  created REAL NOT NULL, last_seen REAL NOT NULL, client TEXT NOT NULL DEFAULT '', agent TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS failures_key ON failures (key, time);
+CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, time REAL NOT NULL, account TEXT NOT NULL,
+  action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '');
+"""),
+    (2, "CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, account_id INTEGER NOT NULL, name TEXT NOT NULL,"
+        " created REAL NOT NULL, last_used REAL)"),
+]
 
 
 def db_path(data_dir: Path) -> Path:
@@ -153,11 +169,11 @@ class Accounts:
         self.clock = clock
         self._lock = threading.Lock()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with self._connect() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise GuardianError(f"{path} was written by a newer Guardian (schema {version})")
-            conn.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+        conn = self._connect()
+        try:
+            upgrade(conn, path, MIGRATIONS)  # guardian/migrations.py: a copy aside first, newer refused
+        finally:
+            conn.close()
         path.chmod(0o600)
 
     def _connect(self) -> sqlite3.Connection:
