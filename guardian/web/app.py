@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import json
 import logging
 import re
 import secrets
@@ -223,6 +224,9 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     r.add_post("/profiles/{name}/list", profile_list)
     r.add_post("/profiles/{name}/schedule", profile_schedule)
     r.add_post("/profiles/{name}/budget", profile_budget)
+    r.add_get("/welcome", welcome_page)
+    r.add_post("/welcome/child", welcome_child)
+    r.add_post("/welcome/step", welcome_step)
     r.add_get("/guides", guides_page)
     r.add_get("/guides/{threat}", guide_page)
     r.add_get("/settings", settings_page)
@@ -544,7 +548,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             pass
         return render(request, "login.html", {"error": _("Wrong name or password.")}, status=401)
     await asyncio.to_thread(accounts.audit, account.name, "login", "", client_of(request))
-    raise open_session(request, account)
+    raise open_session(request, account, "/" if first_run(request.app)["step"] == "done" else "/welcome")
 
 
 async def setup_page(request: web.Request) -> web.StreamResponse:
@@ -582,7 +586,8 @@ async def setup(request: web.Request) -> web.StreamResponse:
             raise web.HTTPSeeOther("/login") from None
         return render(request, "setup.html", {**page, "error": str(exc)}, status=400)
     await asyncio.to_thread(accounts.audit, account.name, "account created", account.name, "first run")
-    raise open_session(request, account)
+    save_first_run(request.app, {"step": "children", "children": []})
+    raise open_session(request, account, "/welcome")
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -693,6 +698,7 @@ async def home(request: web.Request) -> web.StreamResponse:
     names = {c["id"]: c["name"] for c in state["categories"]}
     blocked = category_chart(await asyncio.to_thread(history.blocked_by_category, now - 86400), names)
     return render(request, "home.html", {"cards": cards, "unknown": unknown, "blocked": blocked,
+                                         "first_run": first_run(request.app)["step"] != "done",
                                          "profiles": [p["name"] for p in state["profiles"]], "chart": chart,
                                          "state": state})
 
@@ -742,6 +748,20 @@ async def act_bonus(request: web.Request) -> web.StreamResponse:
 
 async def devices_page(request: web.Request) -> web.StreamResponse:
     state = await state_of(request)
+    others, last_seen = await unassigned(request, state)
+    now = state["now"]
+    zone = ZoneInfo(state["zone"])
+    household = state["household"]["devices"]
+    rows = [{**d, "address": d.get("ip") or d.get("mac") or d.get("hostname") or "",
+             "seen": when(last_seen[d["ip"].split("/")[0]], zone, now) if d.get("ip", "").split("/")[0] in last_seen
+             else ""} for d in household]
+    return render(request, "devices.html", {"devices": rows, "others": others,
+                                            "profiles": [p["name"] for p in state["profiles"]], "state": state})
+
+
+async def unassigned(request: web.Request, state: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The devices seen (discovery's registry, then the query log's last week) that are
+    not the household's yet; and when each address last asked."""
     history = request.app[HISTORY]
     now = state["now"]
     seen, registry = await asyncio.gather(asyncio.to_thread(history.clients, now - 7 * 86400),
@@ -760,11 +780,7 @@ async def devices_page(request: web.Request) -> web.StreamResponse:
         if not c["device"] and c["ip"] not in known_ips and c["ip"] not in listed:
             others.append({"name": "", "hostname": None, "vendor": "", "mac": c["mac"] or "", "ip": c["ip"],
                            "random_mac": False, "seen": when(c["last_seen"], zone, now)})
-    rows = [{**d, "address": d.get("ip") or d.get("mac") or d.get("hostname") or "",
-             "seen": when(last_seen[d["ip"].split("/")[0]], zone, now) if d.get("ip", "").split("/")[0] in last_seen
-             else ""} for d in household]
-    return render(request, "devices.html", {"devices": rows, "others": others,
-                                            "profiles": [p["name"] for p in state["profiles"]], "state": state})
+    return others, last_seen
 
 
 async def device_assign(request: web.Request) -> web.StreamResponse:
@@ -824,6 +840,87 @@ def guide_ids() -> set[str]:
     from .guides import available
 
     return available()
+
+
+# --- the guided first run ---------------------------------------------------------------------------
+# After the first account: one profile per child from a template, then the devices seen,
+# each named and given to a child. Every step can be skipped; where the parents are is
+# kept in web/first-run (JSON) so that signing in again resumes there. No file: done
+# (a dashboard that had accounts before this flow existed never shows it).
+
+FIRST_RUN_STEPS = ("children", "devices", "done")
+
+
+def _first_run_path(app: web.Application) -> Path:
+    return db_path(app[SETTINGS].data_dir).parent / "first-run"
+
+
+def first_run(app: web.Application) -> dict[str, Any]:
+    try:
+        data = json.loads(_first_run_path(app).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"step": "done", "children": []}
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict) or data.get("step") not in FIRST_RUN_STEPS:
+        data = {"step": "children", "children": []}
+    children = data.get("children")
+    data["children"] = [str(c) for c in children] if isinstance(children, list) else []
+    return data
+
+
+def save_first_run(app: web.Application, data: dict[str, Any]) -> None:
+    path = _first_run_path(app)
+    if data["step"] == "done":
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+async def welcome_page(request: web.Request) -> web.StreamResponse:
+    progress = first_run(request.app)
+    if progress["step"] == "done":
+        raise web.HTTPSeeOther("/")
+    state = await state_of(request)
+    known = {p["name"] for p in state["profiles"]}
+    children = [c for c in progress["children"] if c in known]
+    context: dict[str, Any] = {"step": progress["step"], "children": children, "state": state,
+                               "profiles": children or [p["name"] for p in state["profiles"]]}
+    if progress["step"] == "devices":
+        others, _last = await unassigned(request, state)
+        context["others"] = others
+        context["assigned"] = state["household"]["devices"]
+    return render(request, "welcome.html", context)
+
+
+async def welcome_child(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    name, template = data.get("name", "").strip(), data.get("template", "")
+    if template not in {t["id"] for t in (await state_of(request))["templates"]}:
+        raise Refused(400, _("Choose what the profile starts from."))
+    await act(request, "profile-add", ("profile added", name, template), name=name, template=template)
+    progress = first_run(request.app)
+    if progress["step"] != "done":
+        progress["children"] = [*progress["children"], name]
+        save_first_run(request.app, progress)
+    raise web.HTTPSeeOther("/welcome")
+
+
+async def welcome_step(request: web.Request) -> web.StreamResponse:
+    session = session_of(request)
+    data = await form(request)
+    step = data.get("step", "")
+    if step not in FIRST_RUN_STEPS[1:]:
+        raise Refused(400, _("No such step."))
+    progress = first_run(request.app)
+    if progress["step"] != "done":
+        save_first_run(request.app, {**progress, "step": step})
+    if step == "done":
+        await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, "first run finished", "", "")
+    raise web.HTTPSeeOther("/welcome" if step != "done" else "/")
 
 
 # --- guides for parents --------------------------------------------------------------------------
