@@ -86,7 +86,7 @@ def arguments(spec: Spec, payload: Mapping[str, Any]) -> dict[str, str | None]:
         elif not isinstance(value, str) or (arg.required and not value.strip()):
             raise GuardianError(f"{spec.name}: {arg.name!r} must be {arg.what}, not {value!r}"[:300])
         else:
-            kwargs[arg.name] = value
+            kwargs[arg.name] = value if value or arg.required else arg.default  # "" for an optional: unsaid
     return kwargs
 
 

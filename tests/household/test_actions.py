@@ -152,3 +152,10 @@ def test_bad_arguments_get_clear_errors(socket_path, payload, error):
     assert answer["ok"] is False, answer
     assert error in answer["error"], answer
     assert "KeyError" not in answer["error"] and "Traceback" not in answer["error"]
+
+
+def test_an_empty_optional_argument_is_unsaid(socket_path):
+    answer = ask(socket_path, {"action": "import", "text": "household:\n  profiles: [{name: Kid}]\n", "filename": ""})
+    assert answer["ok"] and answer["kind"] == "imported", answer
+    bad = ask(socket_path, {"action": "import", "text": "household:\n  profiles: 7\n", "filename": ""})
+    assert not bad["ok"] and all(p.startswith("<import>:") for p in bad["problems"]), bad
