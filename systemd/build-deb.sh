@@ -38,6 +38,9 @@ printf 'guardian (%s) stable; urgency=medium\n\n  * Built from the Guardian repo
     "$VERSION" "$WHEN" | gzip -9n > "$DOC/changelog.gz"
 chmod 0644 "$DOC/changelog.gz"
 install -m 0644 "$HERE/deb/lintian-overrides" "$ROOT/usr/share/lintian/overrides/guardian"
+mkdir -p "$ROOT/usr/share/man/man1"
+gzip -9n < "$HERE/deb/guardian.1" > "$ROOT/usr/share/man/man1/guardian.1.gz"
+chmod 0644 "$ROOT/usr/share/man/man1/guardian.1.gz"
 
 mkdir -p "$ROOT/DEBIAN"
 for script in postinst prerm postrm; do install -m 0755 "$HERE/deb/$script" "$ROOT/DEBIAN/$script"; done
