@@ -385,8 +385,16 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
             raise UnknownName(f"no risk event number {which}")
         return {"ok": True, "message": f"{changed} marked seen", "data": {"changed": changed}}
 
-    def writer(fn: Callable[[dict[str, Any]], str], message: str) -> Action:
+    from .provision import Provision, load_for
+
+    # Locked provisioned settings are refused here too (the dashboard refuses them first):
+    # a client that skips the dashboard's check cannot change them either.
+    provision = load_for(guardian.settings.path) if guardian.settings.path is not None else Provision()
+
+    def writer(fn: Callable[[dict[str, Any]], str], message: str, locks: str = "profiles") -> Action:
         async def act(payload: dict[str, Any]) -> dict[str, Any]:
+            if locks and provision.is_locked(locks):
+                raise GuardianError(f"Managed by {provision.managed_by}: {locks} cannot be changed here")
             rev = await run(fn, payload)
             return {"ok": True, "message": message, "data": {"revision": rev}}
         return act
@@ -404,6 +412,6 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
         "budget-set": writer(budget_set, "budget saved"),
         "profile-add": writer(profile_add, "profile added"),
         "profile-remove": writer(profile_remove, "profile removed"),
-        "device-set": writer(device_set, "device saved"),
-        "device-remove": writer(device_remove, "device forgotten"),
+        "device-set": writer(device_set, "device saved", locks=""),  # a device's profile is the parents' choice
+        "device-remove": writer(device_remove, "device forgotten", locks=""),
     }

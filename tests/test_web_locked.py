@@ -79,3 +79,26 @@ def test_locked_profiles_are_refused_through_the_api(dash) -> None:
     assert body["error"].startswith("Managed by Kidnet <Home>") and body["setting"] == "profiles"
     assert "Robin" not in [p["name"] for p in state(dash)["household"]["profiles"]]
     assert form_token  # the same helpers as the security tests
+
+
+def test_the_control_socket_refuses_locked_settings_whoever_asks(dash) -> None:
+    """The daemon enforces the lock too: a client skipping the dashboard's check (or a
+    compromised dashboard process) still cannot change the provisioned profiles."""
+    import asyncio
+
+    from guardian.control import request
+
+    async def ask(payload: dict) -> str:
+        return json.dumps(await asyncio.to_thread(request, dash.data / "control.sock", payload))
+
+    before = state(dash)
+    for payload in ({"action": "profile-add", "name": "Robin", "template": "young-child", "actor": "mum"},
+                    {"action": "profile-set", "profile": "Child", "set": {"categories": []}, "actor": "mum"},
+                    {"action": "profile-list", "profile": "Child", "list": "allow", "op": "add",
+                     "domain": "games.example", "actor": "mum"},
+                    {"action": "profile-remove", "profile": "Child", "actor": "mum"}):
+        answer = json.loads(dash.daemon.call(ask(payload)))
+        assert answer["ok"] is False, payload
+        assert answer["error"].startswith("Managed by Kidnet <Home>: profiles"), answer
+    after = state(dash)
+    assert after["household"]["profiles"] == before["household"]["profiles"]
