@@ -77,6 +77,10 @@ def test_a_guide_at_phone_and_desktop_width_in_arabic(browser, dash, width: int)
         arabic.check("guide-ar")
         arabic.go("/guides")
         arabic.check("guides-ar")
+        arabic.go("/profiles/Child")  # the rule packs' words are Arabic too
+        toggles = arabic.page.inner_text("ul.toggles")
+        assert "المواد الإباحية ومحتوى البالغين" in toggles and "Pornography" not in toggles
+        arabic.check("profile-ar")
     finally:
         arabic.close()
 

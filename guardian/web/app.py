@@ -428,6 +428,11 @@ async def state_of(request: web.Request) -> dict[str, Any]:
     except DaemonDown:
         raise Refused(503, _("The filtering service is not running. Try again in a minute.")) from None
     assert isinstance(data, dict)
+    # The rule packs' words in the reader's language (extracted by guardian/web/extract.py).
+    for item in (*data.get("categories", ()), *data.get("templates", ())):
+        for key in ("name", "description"):
+            if item.get(key):
+                item[key] = _(item[key])
     return data
 
 
