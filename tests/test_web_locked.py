@@ -9,7 +9,7 @@ import json
 
 import pytest
 from test_web_security import Client, form_token
-from webdash import dash  # noqa: F401 - fixture
+from webdash import Page, browser, dash  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -102,3 +102,24 @@ def test_the_control_socket_refuses_locked_settings_whoever_asks(dash) -> None:
         assert answer["error"].startswith("Managed by Kidnet <Home>: profiles"), answer
     after = state(dash)
     assert after["household"]["profiles"] == before["household"]["profiles"]
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_a_parent_sees_the_locked_profile_as_managed_in_chromium(browser, dash, width) -> None:  # noqa: F811
+    page = Page(browser, dash, width=width)
+    try:
+        p = page.login()
+        page.go("/profiles/Child")
+        main = p.inner_text("main")
+        assert "Managed by Kidnet <Home>" in main  # the brand shown as text, not markup
+        # Shown as it is, nothing offered to change: every control is disabled, no button shows.
+        assert p.locator("form[action^='/profiles/Child/'] :is(input, select, button):enabled").count() == 0
+        assert p.locator("form[action^='/profiles/Child/'] button:visible").count() == 0
+        assert p.locator("input[name='category'][value='adult']").is_checked()
+        page.go("/settings")
+        assert "Managed by Kidnet <Home>" in p.inner_text("main") and "Privacy mode" in p.inner_text("main")
+        page.check("locked-settings")
+        page.go("/profiles/Child")
+        page.check("locked-profile")
+    finally:
+        page.close()
