@@ -12,9 +12,33 @@ import sys
 from ..config import Settings
 from ..errors import GuardianError
 
+WORKERS = 2  # threads for the blocking work (sqlite reads, argon2): one core's worth and one waiting
+MALLOC_ARENA_MAX = 2
+MMAP_THRESHOLD = 128 * 1024
+
+
+def lean_memory() -> None:
+    """glibc gives each thread that allocates its own malloc arena; with the default
+    executor's six threads that was several MB of the dashboard's RSS after 1,000 pages
+    (tests/perf/bench_web.py). Two arenas serve two worker threads and the loop."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-8, MALLOC_ARENA_MAX)  # M_ARENA_MAX, before any thread starts
+        # A fixed mmap threshold: a big block freed (a rendered page, a query's rows) goes
+        # back to the system instead of raising glibc's dynamic threshold and staying in the heap.
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, MMAP_THRESHOLD)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
 
 def run(settings: Settings) -> int:
     """``guardian web``: serve until SIGTERM/SIGINT."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lean_memory()
     from .app import serve
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -23,6 +47,7 @@ def run(settings: Settings) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="web"))
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         await serve(settings, stop)
