@@ -51,6 +51,7 @@ test: test-debs $(BIN)/.test-installed lint
 	$(BIN)/pytest -q
 
 bench: test-debs $(BIN)/.test-installed
+	$(BIN)/python tests/perf/bench_mix.py --seconds 5 --repeat 1
 	$(BIN)/python tests/perf/bench_dns.py --seconds 5
 	$(BIN)/python tests/perf/bench_policy.py --seconds 5
 	$(BIN)/python tests/perf/bench_matcher.py
