@@ -13,6 +13,7 @@ same socket by the daemon (``dashboard_actions(guardian)``):
 - fine-grained writes on one profile or device (``profile-set``, ``profile-list``,
   ``schedule-add``/``schedule-remove``, ``budget-set``, ``profile-add`` (from a template),
   ``profile-remove``, ``device-set``, ``device-remove``);
+- ``settings``: the service's upstreams, downloaded lists, privacy mode, retention, zone;
 - ``events-seen``: mark one risk event or all new ones seen (the store's writer writes it).
 
 Every write is one function of the household applied inside the service's commit (its
@@ -391,6 +392,23 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
     # a client that skips the dashboard's check cannot change them either.
     provision = load_for(guardian.settings.path) if guardian.settings.path is not None else Provision()
 
+    async def settings(_payload: dict[str, Any]) -> dict[str, Any]:
+        """The filtering service's own settings, for the dashboard's Settings page: the
+        upstreams, the downloaded lists' statuses, privacy mode, retention, time zone."""
+        from .policy.subscriptions import statuses_for
+
+        s = guardian.settings
+        lists = await run(statuses_for, guardian.subscriptions, s.data_dir / "lists" / "downloads")
+        return {"ok": True, "message": "", "data": {
+            "upstreams": [u.url for u in s.dns.upstreams] if s.dns is not None else [],
+            "zone": str(service.zone),
+            "privacy": s.privacy.mode,
+            "retention": {"query_days": s.store.query_days, "event_days": s.store.event_days,
+                          "usage_days": s.store.usage_days},
+            "lists": [{k: v for k, v in st.to_json().items() if k not in ("etag", "last_modified", "sha256")}
+                      for st in lists],
+        }}
+
     def writer(fn: Callable[[dict[str, Any]], str], message: str, locks: str = "profiles") -> Action:
         async def act(payload: dict[str, Any]) -> dict[str, Any]:
             if locks and provision.is_locked(locks):
@@ -404,6 +422,7 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
         "login-failed": login_failed,
         "devices": devices,
         "explain": explain,
+        "settings": settings,
         "events-seen": events_seen,
         "profile-set": writer(profile_set, "profile saved"),
         "profile-list": writer(profile_list, "list saved"),

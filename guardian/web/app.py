@@ -1197,8 +1197,23 @@ async def settings_page(request: web.Request, new_token: str = "") -> web.Stream
         health = str((await request.app[CONTROL].call("status")).get("message", ""))
     except GuardianError as exc:
         health = str(exc)
+    try:
+        service = await request.app[CONTROL].data("settings")
+    except GuardianError:
+        service = None
+    if service is not None:
+        for item in service["lists"]:
+            item["updated"] = when(item["last_update"], zone, now) if item["last_update"] else ""
+            item["tried"] = when(item["last_attempt"], zone, now) if item["last_attempt"] else ""
+        service["privacy_words"] = _(PRIVACY_WORDS.get(service["privacy"], service["privacy"]))
     return render(request, "settings.html", {"accounts": accounts.accounts(), "audit": audit, "health": health,
+                                             "service": service,
                                              "sessions": sessions, "tokens": tokens, "new_token": new_token})
+
+
+PRIVACY_WORDS = {"full": N_("full: every query is kept for the query log"),
+                 "risks-only": N_("risks only: blocked queries and risk events are kept, the rest only counted"),
+                 "anonymous": N_("anonymous: counts only, no history of who asked what")}
 
 
 async def add_token(request: web.Request) -> web.StreamResponse:
