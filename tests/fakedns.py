@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SOA, A, DNSRecord
+from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SOA, A, DNSError, DNSRecord
 
 
 def serve_in_thread(serve: Any) -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
@@ -57,7 +57,11 @@ class FakeDns:
     senders: list[tuple[str, int]] = field(default_factory=list)  # (address, port) of each UDP query
 
     def answer(self, data: bytes, transport: str) -> bytes | None:
-        request = DNSRecord.parse(data)
+        try:
+            request = DNSRecord.parse(data)
+        except DNSError:  # a label dnslib cannot read (not UTF-8): NXDOMAIN, as a real resolver answers
+            self.queries.append((transport, "<unreadable>", "?"))
+            return data[:2] + b"\x81\x83" + data[4:6] + b"\x00\x00\x00\x00\x00\x00" + data[12:]
         q = request.q
         name = str(q.qname).rstrip(".").lower()
         self.queries.append((transport, name, QTYPE[q.qtype]))
