@@ -6,11 +6,12 @@ import asyncio
 import errno
 import logging
 import os
+import sqlite3
 import stat
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,9 @@ class Guardian:
         # Ended overrides act no more (decide compares them with now); this drops them
         # from the snapshot and the file, and forgets the usage of days gone by.
         self.scheduler.add_job(self._expire, "interval", seconds=30, id="overrides-expiry")
+        # The opt-in anonymous weekly file (guardian/anonstats.py), once a week has ended.
+        self.scheduler.add_job(self._anonymous_stats, "interval", hours=1, id="anonymous-stats",
+                               next_run_time=datetime.now(self.settings.zone) + timedelta(seconds=60))
         self._schedule_lists()
         self.scheduler.start()
         await self._load_usage()
@@ -305,6 +309,18 @@ class Guardian:
         """A device talked to another resolver directly: a bypass risk event (not a query)."""
         name, profile = self._identify_device(ip, mac, None)
         self.recorder.bypass_seen(mac, ip, name, profile, detail, self.clock())
+
+    async def _anonymous_stats(self) -> None:
+        from . import anonstats
+
+        templates = {p.name: p.template for p in self.policy.current.household.profiles}
+        try:
+            written = await asyncio.to_thread(anonstats.write_due, self.settings, templates, time.time())
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("anonymous statistics: cannot write the weekly file: %s", exc)
+            return
+        for path in written:
+            log.info("anonymous statistics: wrote %s", path.name)
 
     async def _expire(self) -> None:
         await asyncio.to_thread(self.household.expire)
