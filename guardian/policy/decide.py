@@ -302,30 +302,22 @@ def _decide(
     snap: Snapshot,
     chain: bool,
 ) -> Decision:
+    """The steps in order; each returns the decision when it decides, else None."""
     dev = device.name if device is not None else ""
     pname = profile.name
     cp: CompiledProfile = snap.compiled(profile)
 
-    # 1. pause
+    # 1. pause; 2. one-domain overrides
     if not chain and (snap.paused_devices or snap.paused_profiles):
-        until = snap.paused_devices.get(dev, 0.0) if device is not None else 0.0
-        if until <= now:
-            until = snap.paused_profiles.get(pname, 0.0)
-        if until > now:
-            return _block(cp, Reason.PAUSE, dev, snap, snap.matcher.lookup(name), ttl=_cap(until - now))
-
-    # 2. one-domain overrides
+        paused = _pause_step(name, device, dev, pname, now, snap, cp)
+        if paused is not None:
+            return paused
     if snap.domain_overrides:
         table = snap.domain_overrides.get(pname)
         if table:
-            found = _domain_override(name, table, now)
-            if found is not None:
-                domain, allow, until = found
-                if allow:
-                    return _new(cp, Action.ALLOW, Reason.OVERRIDE_ALLOW, profile=pname, device=dev, rule=domain,
-                                ttl_cap=_cap(until - now))
-                return _block(cp, Reason.OVERRIDE_BLOCK, dev, snap, snap.matcher.lookup(name), rule=domain,
-                              ttl=_cap(until - now))
+            overridden = _override_step(name, table, dev, pname, now, snap, cp)
+            if overridden is not None:
+                return overridden
 
     # 3. the profile's allow list
     if cp.custom:
@@ -341,12 +333,9 @@ def _decide(
     if win is not None and not win.allow and len(hits) > 1:
         win = _deny_hit(hits, cp.enabled, snap)
     if cp.bypass_ids:
-        mode = CANARIES.get(name)
-        if mode is not None:
-            bypass_hit = win if win is not None and not win.allow else None
-            return _block(cp, Reason.BYPASS, dev, snap, hits, rule=name, mode=mode, hit=bypass_hit)
-        if win is not None and not win.allow and win.list_id in cp.bypass_ids:
-            return _block(cp, Reason.BYPASS, dev, snap, hits, hit=win)
+        bypass = _bypass_step(name, dev, snap, cp, hits, win)
+        if bypass is not None:
+            return bypass
 
     # 5. the profile's deny list
     if denied:
@@ -357,57 +346,120 @@ def _decide(
     bonus_until = snap.bonus.get(pname, 0.0) if snap.bonus else 0.0
     bonus = bonus_until > now
     if cp.schedules:
-        active, change = cp.active_schedules(now, snap.zone)
-        if bonus:
-            change = min(change, bonus_until)
-        ttl_cap = _cap(change - now)
-        if not bonus:
-            for compiled in active:
-                if not compiled.ids:  # block: all
-                    if chain or sched_allow >> compiled.index & 1:
-                        continue
-                    return _block(cp, Reason.SCHEDULE, dev, snap, hits, schedule=compiled.schedule.name, ttl=ttl_cap)
-                if hits:
-                    hit = _deny_hit(hits, compiled.ids, snap)
-                    if hit is not None:
-                        return _block(cp, Reason.SCHEDULE, dev, snap, hits, schedule=compiled.schedule.name, ttl=ttl_cap,
-                                      hit=hit)
+        scheduled, ttl_cap = _schedule_step(dev, now, snap, cp, hits, chain, sched_allow, bonus, bonus_until)
+        if scheduled is not None:
+            return scheduled
 
     # 7. budgets
     targets: tuple[str, ...] = ()
     if cp.budgets and hits:
-        for budget in cp.budgets:
-            hit = _deny_hit(hits, budget.ids, snap)
-            if hit is None:
-                continue
-            targets += (budget.target,)
-            if not bonus and snap.budgets.exceeded(pname, budget.target, budget.minutes, now):
-                return _block(cp, Reason.BUDGET, dev, snap, hits, ttl=ttl_cap, hit=hit, budget=budget.target,
-                              targets=targets)
-        if targets:
-            # Usage is counted per minute: re-ask soon so a used-up budget holds.
-            ttl_cap = BUDGET_TTL if ttl_cap is None else min(ttl_cap, BUDGET_TTL)
-            if bonus:
-                ttl_cap = min(ttl_cap, _cap(bonus_until - now) or BUDGET_TTL)
+        over, targets, ttl_cap = _budget_step(dev, pname, now, snap, cp, hits, bonus, bonus_until, ttl_cap)
+        if over is not None:
+            return over
 
-    # 8. categories and services
+    # 8. categories and services; 9. safe search; 10. allow
+    return _standing_step(name, profile, dev, snap, cp, hits, win, ttl_cap, targets)
+
+
+def _standing_step(name: str, profile: Profile, dev: str, snap: Snapshot, cp: CompiledProfile,
+                   hits: tuple[Hit, ...], win: Hit | None, ttl_cap: int | None,
+                   targets: tuple[str, ...]) -> Decision:
+    """The standing filters: the profile's categories and services, then safe search,
+    else allowed."""
+    pname = profile.name
     if win is not None:
+        meta = snap.lists.get(win.list_id, NO_META)
         if not win.allow:
-            meta = snap.lists.get(win.list_id, NO_META)
             reason = Reason.SERVICE if meta.service else Reason.CATEGORY
             return _block(cp, reason, dev, snap, hits, ttl=ttl_cap, hit=win, targets=targets)
         # An allowlist decided: still an allow, but say which list.
-        meta = snap.lists.get(win.list_id, NO_META)
         return _new(cp, Action.ALLOW, Reason.NONE, profile=pname, device=dev, category=meta.category,
                     service=meta.service, list_name=meta.list_name, rule=win.domain, ttl_cap=ttl_cap,
                     budget_targets=targets)
-
-    # 9. safe search
     if cp.safe:
         rewrite = snap.safesearch.lookup(name, profile.safe_search, profile.youtube)
         if rewrite is not None:
             return _new(cp, Action.REWRITE, Reason.SAFE_SEARCH, profile=pname, device=dev, list_name=rewrite[1],
                         rule=name, target=rewrite[0], ttl_cap=ttl_cap, budget_targets=targets)
-
-    # 10. allow
     return _new(cp, Action.ALLOW, Reason.NONE, profile=pname, device=dev, ttl_cap=ttl_cap, budget_targets=targets)
+
+
+def _pause_step(name: str, device: Device | None, dev: str, pname: str, now: float, snap: Snapshot,
+                cp: CompiledProfile) -> Decision | None:
+    """A paused device, else a paused profile: everything blocked until the pause ends."""
+    until = snap.paused_devices.get(dev, 0.0) if device is not None else 0.0
+    if until <= now:
+        until = snap.paused_profiles.get(pname, 0.0)
+    if until > now:
+        return _block(cp, Reason.PAUSE, dev, snap, snap.matcher.lookup(name), ttl=_cap(until - now))
+    return None
+
+
+def _override_step(name: str, table: dict[str, tuple[bool, float]], dev: str, pname: str, now: float, snap: Snapshot,
+                   cp: CompiledProfile) -> Decision | None:
+    """A parent's "allow / block this site for a while" on the profile."""
+    found = _domain_override(name, table, now)
+    if found is None:
+        return None
+    domain, allow, until = found
+    if allow:
+        return _new(cp, Action.ALLOW, Reason.OVERRIDE_ALLOW, profile=pname, device=dev, rule=domain,
+                    ttl_cap=_cap(until - now))
+    return _block(cp, Reason.OVERRIDE_BLOCK, dev, snap, snap.matcher.lookup(name), rule=domain,
+                  ttl=_cap(until - now))
+
+
+def _bypass_step(name: str, dev: str, snap: Snapshot, cp: CompiledProfile, hits: tuple[Hit, ...],
+                 win: Hit | None) -> Decision | None:
+    """The browsers' canary names, and names on a bypass list (DoH, VPN, proxies)."""
+    mode = CANARIES.get(name)
+    if mode is not None:
+        bypass_hit = win if win is not None and not win.allow else None
+        return _block(cp, Reason.BYPASS, dev, snap, hits, rule=name, mode=mode, hit=bypass_hit)
+    if win is not None and not win.allow and win.list_id in cp.bypass_ids:
+        return _block(cp, Reason.BYPASS, dev, snap, hits, hit=win)
+    return None
+
+
+def _schedule_step(dev: str, now: float, snap: Snapshot, cp: CompiledProfile, hits: tuple[Hit, ...], chain: bool,
+                   sched_allow: int, bonus: bool, bonus_until: float) -> tuple[Decision | None, int | None]:
+    """The schedules active now (bonus time lifts them); also the answer's TTL cap, so
+    a cached answer ends when a window opens or closes."""
+    active, change = cp.active_schedules(now, snap.zone)
+    if bonus:
+        change = min(change, bonus_until)
+    ttl_cap = _cap(change - now)
+    if bonus:
+        return None, ttl_cap
+    for compiled in active:
+        if not compiled.ids:  # block: all
+            if chain or sched_allow >> compiled.index & 1:
+                continue
+            return _block(cp, Reason.SCHEDULE, dev, snap, hits, schedule=compiled.schedule.name, ttl=ttl_cap), ttl_cap
+        if hits:
+            hit = _deny_hit(hits, compiled.ids, snap)
+            if hit is not None:
+                return _block(cp, Reason.SCHEDULE, dev, snap, hits, schedule=compiled.schedule.name, ttl=ttl_cap,
+                              hit=hit), ttl_cap
+    return None, ttl_cap
+
+
+def _budget_step(dev: str, pname: str, now: float, snap: Snapshot, cp: CompiledProfile, hits: tuple[Hit, ...], bonus: bool,
+                 bonus_until: float, ttl_cap: int | None) -> tuple[Decision | None, tuple[str, ...], int | None]:
+    """Daily budgets the name counts against: blocked when one is used up (not during
+    bonus time); the targets counted and a short TTL so a used-up budget holds."""
+    targets: tuple[str, ...] = ()
+    for budget in cp.budgets:
+        hit = _deny_hit(hits, budget.ids, snap)
+        if hit is None:
+            continue
+        targets += (budget.target,)
+        if not bonus and snap.budgets.exceeded(pname, budget.target, budget.minutes, now):
+            return (_block(cp, Reason.BUDGET, dev, snap, hits, ttl=ttl_cap, hit=hit, budget=budget.target,
+                           targets=targets), targets, ttl_cap)
+    if targets:
+        # Usage is counted per minute: re-ask soon so a used-up budget holds.
+        ttl_cap = BUDGET_TTL if ttl_cap is None else min(ttl_cap, BUDGET_TTL)
+        if bonus:
+            ttl_cap = min(ttl_cap, _cap(bonus_until - now) or BUDGET_TTL)
+    return None, targets, ttl_cap
