@@ -45,7 +45,7 @@ def test_the_first_account_needs_the_boxs_setup_code_and_guesses_are_throttled(d
     assert status == 429 and int(headers["retry-after"]) > 800  # five wrong guesses: locked out
     assert dash.accounts().count() == 0
     status, headers, _, _ = setup(dash, {**account, "code": "ab12 cd34"}, "127.0.0.71")  # as typed from the label
-    assert status == 303 and headers["location"] == "/"
+    assert status == 303 and headers["location"] == "/welcome"  # then the guided first run
     assert dash.accounts().find("Alex") is not None
 
 
