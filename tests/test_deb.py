@@ -100,3 +100,26 @@ def test_lintian_finds_no_errors(deb):
     assert not [t for t in tags if "no-manual-page" in t or "manpage" in t]  # guardian(1) ships and is well formed
     assert [t for t in tags if t.startswith("E: ")] == []
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+UPGRADE = """
+set -e
+mount -t tmpfs none /var/lib && mount -t tmpfs none /opt && mount -t tmpfs none /run  # this namespace only
+mkdir -p /var/lib/guardian/web /opt/guardian/.venv/bin
+echo household > /var/lib/guardian/household.db && echo accounts > /var/lib/guardian/web/web.db
+echo audit > /var/lib/guardian/audit.db && echo venv > /opt/guardian/.venv/bin/python
+sh "$1/prerm" upgrade 9.9 && sh "$1/postrm" upgrade 9.9      # dpkg's upgrade sequence (old scripts)
+cat /var/lib/guardian/household.db /var/lib/guardian/web/web.db /var/lib/guardian/audit.db /opt/guardian/.venv/bin/python
+sh "$1/prerm" remove && sh "$1/postrm" remove                # remove: the venv goes, the data stays
+cat /var/lib/guardian/household.db; test ! -e /opt/guardian/.venv && echo venv-gone
+"""
+
+
+def test_an_upgrade_and_a_remove_keep_the_household(deb, tmp_path):
+    """The maintainer scripts run as dpkg runs them on upgrade and on remove, inside a private
+    mount namespace (tmpfs over /var/lib, /opt and /run: the machine's own are not touched)."""
+    subprocess.run(["dpkg-deb", "-e", str(deb), str(tmp_path / "DEBIAN")], check=True)
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", UPGRADE, "sh",
+                             str(tmp_path / "DEBIAN")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["household", "accounts", "audit", "venv", "household", "venv-gone"]
