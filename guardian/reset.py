@@ -1,9 +1,10 @@
 """``guardian reset [--keep-network]``: back to the box as provisioned (a factory reset).
 
-Erases everything in the data directory: the household (profiles, devices, schedules, overrides),
-the dashboard's accounts and sessions, the query log, the risk events and the usage. The
-next start seeds the household from the configuration and provisioning again, and the
-dashboard asks for the setup code (or a first account) again.
+Erases everything in the data directory: the household (profiles, devices, schedules,
+overrides), the dashboard's accounts and sessions (web/ is emptied, kept), the query log,
+the risk events, the usage, the audit trail (audit.db), the anonymous statistics and the
+lists. The configuration and provisioning (/etc/guardian) stay. The next start seeds the
+household from them again, and the dashboard asks for the setup code (or a first account).
 
 ``--keep-network`` keeps what Guardian learnt about the network: the device registry (MACs,
 addresses, makers, last seen; without the parents' names and profiles for them) and the
