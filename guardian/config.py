@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from .dns.spec import UpstreamSpec, parse_hostport, parse_upstream
+from .addresses import UpstreamSpec, parse_hostport, parse_upstream
 from .errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

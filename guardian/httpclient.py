@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Collection
 
 import aiohttp.abc
 
-from .dns.spec import is_ip
+from .addresses import is_ip
 from .errors import GuardianError
 
 ResolveHost = Callable[[str], Awaitable[str]]

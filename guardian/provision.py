@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from .addresses import UpstreamSpec, parse_upstream
 from .config import (
     PROFILE_SCHEMA,
     Parser,
@@ -48,7 +49,6 @@ from .config import (
     mapping,
     string,
 )
-from .dns.spec import UpstreamSpec, parse_upstream
 from .errors import ConfigError
 
 PROVISION_FILE = "provision.yaml"

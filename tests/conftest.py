@@ -16,8 +16,8 @@ import pytest
 from fakedns import FakeDns
 from support import ZONE, Running
 
+from guardian.addresses import parse_upstream
 from guardian.config import DnsSettings, Settings, parse
-from guardian.dns.spec import parse_upstream
 
 
 @pytest.fixture(autouse=True)

@@ -153,7 +153,7 @@ def test_the_daemon_downloads_in_a_child_process_resolving_through_the_upstreams
 ) -> None:
     """ProcessDownloader: the same outcome and status as in-process, but the work (and
     aiohttp) in a short-lived child; this process's Downloader.refresh is never run."""
-    from guardian.dns.spec import parse_upstream
+    from guardian.addresses import parse_upstream
     from guardian.policy.subscriptions import ProcessDownloader
 
     upstream.zone["lists.test"] = [("A", "127.0.0.1")]

@@ -44,7 +44,7 @@ def test_dns_over_https_with_keepalive(make_guardian, encrypted):
 
 
 def test_doh_name_is_found_through_the_bootstrap_resolver(make_guardian, upstream, encrypted):
-    from guardian.dns.spec import parse_upstream
+    from guardian.addresses import parse_upstream
 
     g = make_guardian(
         [f"https://dns.test:{encrypted.doh_port}/dns-query"],

@@ -469,7 +469,7 @@ class Downloader:
     def _check_literal(self, url: str) -> None:
         """PrivateTarget for a URL whose host is a non-public IP literal not listed (aiohttp
         asks no resolver about those; names are checked by GuardedResolver)."""
-        from ..dns.spec import is_ip
+        from ..addresses import is_ip
         from ..httpclient import host_key, refuse_private
 
         host = urlsplit(url).hostname or ""

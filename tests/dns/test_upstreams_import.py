@@ -7,7 +7,7 @@ import sys
 
 PROBE = """
 import sys
-from guardian.dns.spec import parse_upstream
+from guardian.addresses import parse_upstream
 from guardian.dns.upstreams.factory import make_upstream
 from guardian.dns.upstreams.pool import UpstreamPool
 import guardian.app

@@ -12,8 +12,8 @@ import os
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
+from ...addresses import UpstreamSpec
 from ...errors import GuardianError
-from ..spec import UpstreamSpec
 
 
 class UpstreamError(GuardianError):

@@ -13,8 +13,8 @@ from typing import Any
 
 import aiohttp
 
+from ...addresses import UpstreamSpec, is_ip
 from ...httpclient import CallbackResolver
-from ..spec import UpstreamSpec, is_ip
 from ..wire import build_query, question_matches
 from .base import Upstream, UpstreamError
 

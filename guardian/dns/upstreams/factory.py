@@ -6,7 +6,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from ..spec import UpstreamSpec
+from ...addresses import UpstreamSpec
 from .base import Upstream
 from .stream import StreamUpstream
 from .udp import UdpUpstream

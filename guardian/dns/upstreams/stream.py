@@ -6,7 +6,7 @@ import asyncio
 import ssl
 import time
 
-from ..spec import UpstreamSpec
+from ...addresses import UpstreamSpec
 from ..wire import U16, build_query, question_matches
 from .base import Upstream, UpstreamError, new_id
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from ..spec import UpstreamSpec
+from ...addresses import UpstreamSpec
 from ..wire import TC, U16, build_query, question_matches
 from .base import Upstream, UpstreamError, new_id
 from .stream import StreamUpstream

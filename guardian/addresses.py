@@ -1,7 +1,8 @@
 """Addresses the configuration accepts: ``dns.upstreams`` URLs and ``host:port`` listens.
 
-Kept apart from upstream.py and server.py, so reading a configuration (in the CLI and
-the tools) loads neither asyncio's servers nor the HTTP stack.
+At the foundation (imports nothing of Guardian): config, provisioning, the HTTP client
+and the DNS upstreams all read addresses, and reading a configuration loads neither
+asyncio's servers nor the HTTP stack.
 """
 
 from __future__ import annotations
