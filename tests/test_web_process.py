@@ -76,7 +76,7 @@ def test_a_killed_guardian_run_takes_its_dashboard_with_it(tmp_path: Path) -> No
         assert len([c for c in web if b"web" in Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")]) == 1
         run.kill()
         run.wait(10)
-        end = time.monotonic() + 10
+        end = time.monotonic() + 30  # the writer flushes what it holds first; a loaded machine is slow
         for pid in web:
             while Path(f"/proc/{pid}").exists() and b"zombie" not in Path(f"/proc/{pid}/status").read_bytes():
                 assert time.monotonic() < end, f"{Path(f'/proc/{pid}/cmdline').read_bytes()!r} outlived guardian run"
