@@ -24,6 +24,7 @@ changed since. The revision is a digest of the household's data, so it needs no 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -108,13 +109,10 @@ def _strings(value: Any, what: str) -> list[str]:
     return list(value)
 
 
-def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
-    """The dashboard's actions over the running daemon (for ``ControlServer(actions=...)``)."""
-    import asyncio
-
+def _read_actions(guardian: Guardian) -> dict[str, Any]:
+    """The read actions: the household's state now, the devices seen, why a name is decided."""
     service = guardian.household
     rules = guardian.rules
-    run = asyncio.to_thread
 
     def state_now() -> dict[str, Any]:
         snap = guardian.policy.current
@@ -197,6 +195,12 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
             "device": device.name if device is not None else None, "identified": how,
             "profile": profile.name, "decision": fields}}
 
+    return {"state": state, "devices": devices, "explain": explain}
+
+
+def _filter_edits(service: HouseholdService) -> dict[str, Any]:
+    """Edits of a profile's filters and its allow and deny lists."""
+
     def profile_set(payload: dict[str, Any]) -> str:
         name = str(payload["profile"])
         fields = payload.get("set") or {}
@@ -249,6 +253,11 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
 
         return _edit(service, payload, edit)
 
+    return {"profile-set": profile_set, "profile-list": profile_list}
+
+
+def _time_edits(service: HouseholdService) -> dict[str, Any]:
+    """Edits of a profile's schedules and daily budgets."""
     def schedule_add(payload: dict[str, Any]) -> str:
         name = str(payload["profile"])
         days = _strings(payload.get("days"), "days")
@@ -299,6 +308,12 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
 
         return _edit(service, payload, edit)
 
+    return {"schedule-add": schedule_add, "schedule-remove": schedule_remove, "budget-set": budget_set}
+
+
+def _device_edits(service: HouseholdService) -> dict[str, Any]:
+    """Devices named, changed, given to a profile or forgotten."""
+
     def device_set(payload: dict[str, Any]) -> str:
         """Add or change a device: ``name`` (new), ``was`` (its current name when renaming),
         ``profile``, ``ip`` and/or ``mac``."""
@@ -337,6 +352,11 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
 
         return _edit(service, payload, edit)
 
+    return {"device-set": device_set, "device-remove": device_remove}
+
+
+def _profile_set_edits(service: HouseholdService) -> dict[str, Any]:
+    """Profiles added from a template, or removed."""
     def profile_add(payload: dict[str, Any]) -> str:
         """A new profile from a template (one per child: usage and budgets are per profile)."""
         name = str(payload["name"]).strip()
@@ -366,6 +386,12 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
 
         return _edit(service, payload, edit)
 
+    return {"profile-add": profile_add, "profile-remove": profile_remove}
+
+
+def _event_actions(guardian: Guardian) -> dict[str, Any]:
+    """A failed dashboard login as a risk event; risk events marked seen by the writer."""
+
     async def login_failed(payload: dict[str, Any]) -> dict[str, Any]:
         """A failed dashboard login: a risk event the parents see, named after the device
         it came from ("failed dashboard logins from Sam's tablet"), counted per device."""
@@ -386,11 +412,13 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
             raise UnknownName(f"no risk event number {which}")
         return {"ok": True, "message": f"{changed} marked seen", "data": {"changed": changed}}
 
-    from .provision import Provision, load_for
+    return {"login-failed": login_failed, "events-seen": events_seen}
 
-    # Locked provisioned settings are refused here too (the dashboard refuses them first):
-    # a client that skips the dashboard's check cannot change them either.
-    provision = load_for(guardian.settings.path) if guardian.settings.path is not None else Provision()
+
+def _settings_actions(guardian: Guardian) -> dict[str, Any]:
+    """The filtering service's settings (read only)."""
+    service = guardian.household
+    run = asyncio.to_thread
 
     async def settings(_payload: dict[str, Any]) -> dict[str, Any]:
         """The filtering service's own settings, for the dashboard's Settings page: the
@@ -409,6 +437,21 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
                       for st in lists],
         }}
 
+    return {"settings": settings}
+
+
+def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
+    """The dashboard's actions over the running daemon (for ``ControlServer(actions=...)``)."""
+    from .provision import Provision, load_for
+
+    # Locked provisioned settings are refused here too (the dashboard refuses them first):
+    # a client that skips the dashboard's check cannot change them either.
+    provision = load_for(guardian.settings.path) if guardian.settings.path is not None else Provision()
+    run = asyncio.to_thread
+    reads = {**_read_actions(guardian), **_event_actions(guardian), **_settings_actions(guardian)}
+    service = guardian.household
+    edits = {**_filter_edits(service), **_time_edits(service), **_device_edits(service), **_profile_set_edits(service)}
+
     def writer(fn: Callable[[dict[str, Any]], str], message: str, locks: str = "profiles") -> Action:
         async def act(payload: dict[str, Any]) -> dict[str, Any]:
             if locks and provision.is_locked(locks):
@@ -417,20 +460,8 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
             return {"ok": True, "message": message, "data": {"revision": rev}}
         return act
 
-    return {
-        "state": state,
-        "login-failed": login_failed,
-        "devices": devices,
-        "explain": explain,
-        "settings": settings,
-        "events-seen": events_seen,
-        "profile-set": writer(profile_set, "profile saved"),
-        "profile-list": writer(profile_list, "list saved"),
-        "schedule-add": writer(schedule_add, "schedule added"),
-        "schedule-remove": writer(schedule_remove, "schedule removed"),
-        "budget-set": writer(budget_set, "budget saved"),
-        "profile-add": writer(profile_add, "profile added"),
-        "profile-remove": writer(profile_remove, "profile removed"),
-        "device-set": writer(device_set, "device saved", locks=""),  # a device's profile is the parents' choice
-        "device-remove": writer(device_remove, "device forgotten", locks=""),
-    }
+    locks = {"device-set": "", "device-remove": ""}  # a device's profile is the parents' choice
+    messages = {"profile-set": "profile saved", "profile-list": "list saved", "schedule-add": "schedule added",
+                "schedule-remove": "schedule removed", "budget-set": "budget saved", "profile-add": "profile added",
+                "profile-remove": "profile removed", "device-set": "device saved", "device-remove": "device forgotten"}
+    return {**reads, **{name: writer(fn, messages[name], locks.get(name, "profiles")) for name, fn in edits.items()}}
