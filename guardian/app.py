@@ -37,6 +37,17 @@ from .dns.upstreams.pool import UpstreamPool, resolve_via
 from .errors import ConfigError, GuardianError
 from .household.service import HouseholdService
 from .household.storage import HOUSEHOLD_DB, HouseholdStore, load_household, seed_digest
+from .lists.subscriptions import (
+    SERVICE_FIRST_ID,
+    ListSet,
+    ProcessDownloader,
+    Refresher,
+    Subscription,
+    collect_subscriptions,
+    local_list_sources,
+    schedule_path_watch,
+    schedule_refreshes,
+)
 from .policy.household import Household, household_from_config
 from .policy.matcher import ListSource, Matcher, SnapshotError, compile_in_background
 from .policy.rulepacks import Rules, load_rules
@@ -47,17 +58,6 @@ from .policy.snapshot import (
     service_sources,
     with_matcher,
     with_zone,
-)
-from .policy.subscriptions import (
-    SERVICE_FIRST_ID,
-    ListSet,
-    ProcessDownloader,
-    Refresher,
-    Subscription,
-    collect_subscriptions,
-    local_list_sources,
-    schedule_path_watch,
-    schedule_refreshes,
 )
 from .store import Recorder
 from .usage import UsageMeter, local_day

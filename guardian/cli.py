@@ -308,9 +308,9 @@ def show_lists(path: str, refresh: bool = False) -> int:
 
     from . import config
     from .app import household_of, subscriptions_for
+    from .lists.subscriptions import format_status_table, statuses_for
     from .policy.matcher import Matcher, SnapshotError
     from .policy.rulepacks import load_rules
-    from .policy.subscriptions import format_status_table, statuses_for
 
     settings = config.load(path)
     rules = load_rules()
@@ -351,7 +351,7 @@ def show_lists(path: str, refresh: bool = False) -> int:
 async def _refresh_lists(settings: object, subs: Sequence[object], downloads: object) -> None:
     """Download every subscription now, through the configured upstreams, with progress."""
     from . import config
-    from .policy.subscriptions import Subscription, progress_printer, upstream_downloader
+    from .lists.subscriptions import Subscription, progress_printer, upstream_downloader
 
     assert isinstance(settings, config.Settings)
     dns = settings.dns

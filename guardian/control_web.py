@@ -423,7 +423,7 @@ def _settings_actions(guardian: Guardian) -> dict[str, Any]:
     async def settings(_payload: dict[str, Any]) -> dict[str, Any]:
         """The filtering service's own settings, for the dashboard's Settings page: the
         upstreams, the downloaded lists' statuses, privacy mode, retention, time zone."""
-        from .policy.subscriptions import statuses_for
+        from .lists.subscriptions import statuses_for
 
         s = guardian.settings
         lists = await run(statuses_for, guardian.subscriptions, s.data_dir / "lists" / "downloads")

@@ -21,11 +21,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from guardian.config import ListSettings
 from guardian.dns.upstreams.base import UpstreamError
-from guardian.policy import lists
-from guardian.policy import subscriptions as subs_mod
-from guardian.policy.matcher import ListFile, Matcher, compile_snapshot
-from guardian.policy.rulepacks import load_rules
-from guardian.policy.subscriptions import (
+from guardian.lists import subscriptions as subs_mod
+from guardian.lists.subscriptions import (
     SERVICE_FIRST_ID,
     STATUS_FILE,
     Downloader,
@@ -39,6 +36,9 @@ from guardian.policy.subscriptions import (
     progress_printer,
     schedule_refreshes,
 )
+from guardian.policy import lists
+from guardian.policy.matcher import ListFile, Matcher, compile_snapshot
+from guardian.policy.rulepacks import load_rules
 
 GOOD = b"# source: test\nads.example\n0.0.0.0 tracker.example\n||adult.example^\n"
 NEWER = b"ads.example\nnew.example\n"
@@ -154,7 +154,7 @@ def test_the_daemon_downloads_in_a_child_process_resolving_through_the_upstreams
     """ProcessDownloader: the same outcome and status as in-process, but the work (and
     aiohttp) in a short-lived child; this process's Downloader.refresh is never run."""
     from guardian.addresses import parse_upstream
-    from guardian.policy.subscriptions import ProcessDownloader
+    from guardian.lists.subscriptions import ProcessDownloader
 
     upstream.zone["lists.test"] = [("A", "127.0.0.1")]
     monkeypatch.setattr(Downloader, "refresh", lambda *a, **k: pytest.fail("downloaded in the DNS process"))
@@ -178,7 +178,7 @@ def test_the_daemon_downloads_in_a_child_process_resolving_through_the_upstreams
 
 
 def test_a_download_process_that_dies_is_a_failed_refresh_keeping_the_copy(tmp_path: Path) -> None:
-    from guardian.policy.subscriptions import ProcessDownloader
+    from guardian.lists.subscriptions import ProcessDownloader
 
     async def main() -> tuple[ListStatus, bytes]:
         async with ListServer() as server:
@@ -206,7 +206,7 @@ def test_not_modified_sends_conditional_headers_and_keeps_the_copy_without_parsi
         parsed.append("parse")
         return real_iter_rules(*args, **kwargs)
 
-    monkeypatch.setattr("guardian.policy.subscriptions.iter_rules", counting_iter_rules)
+    monkeypatch.setattr("guardian.lists.subscriptions.iter_rules", counting_iter_rules)
     modified = "Mon, 01 Jan 2024 00:00:00 GMT"
 
     async def main() -> tuple[ListStatus, ListStatus, ListServer, Path]:

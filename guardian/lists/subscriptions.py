@@ -45,9 +45,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from ..config import ListSettings
 from ..errors import GuardianError
 from ..helpers import HelperFailed, helper_job, python_call, run_helper
-from .lists import FORMATS, ListFormat, ParseStats, check_refresh, iter_rules, open_list
-from .matcher import ListFile, ListSource
-from .rulepacks import Category
+from ..policy.lists import FORMATS, ListFormat, ParseStats, check_refresh, iter_rules, open_list
+from ..policy.matcher import ListFile, ListSource
+from ..policy.rulepacks import Category
 
 if TYPE_CHECKING:
     import aiohttp
@@ -577,7 +577,7 @@ class ProcessDownloader(Downloader):
     ) -> None:
         super().__init__(store_dir, None, max_bytes, timeout, ca_file, allow_private_hosts=allow_private_hosts)
         self.resolvers = tuple(resolvers)  # UpstreamSpec of the plain upstreams; () = the system resolver
-        self.argv = python_call("from guardian.policy.subscriptions import downloader_main; downloader_main()")
+        self.argv = python_call("from guardian.lists.subscriptions import downloader_main; downloader_main()")
 
     async def refresh(self, sub: Subscription, progress: Progress | None = None) -> ListStatus:
         lock = self._locks.setdefault(sub.key, asyncio.Lock())
