@@ -20,6 +20,7 @@ import yaml
 
 from .addresses import UpstreamSpec, parse_hostport, parse_upstream
 from .errors import ConfigError
+from .names import normalise_domain, text_to_wire
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -390,8 +391,6 @@ def _zone(text: str) -> str:
 
 
 def _local_name(text: str) -> str:
-    from .dns.wire import text_to_wire
-
     text_to_wire(text)
     return text.lower().rstrip(".")
 
@@ -407,8 +406,6 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def _domain(text: str) -> str:
-    from .policy.household import normalise_domain  # the one domain check (ValueError says why)
-
     name = normalise_domain(text)
     if not name:
         raise ValueError(f"{text!r} is not a domain name")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+from ..names import text_to_wire
 from .wire import (
     HEADER,
     RR_FIXED,
@@ -19,7 +20,6 @@ from .wire import (
     Question,
     opt_record,
     response_flags,
-    text_to_wire,
 )
 
 POINTER_TO_QNAME = b"\xc0\x0c"

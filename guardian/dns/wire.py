@@ -119,23 +119,6 @@ def wire_to_text(wire: bytes) -> str:
                     for raw in labels)
 
 
-def text_to_wire(name: str) -> bytes:
-    """Dotted text -> uncompressed wire name. Raises ValueError for a bad name."""
-    name = name.rstrip(".")
-    out = bytearray()
-    if name:
-        for label in name.split("."):
-            raw = label.encode("idna") if not label.isascii() else label.encode("ascii")
-            if not raw or len(raw) > 63:
-                raise ValueError(f"bad label in {name!r}")
-            out.append(len(raw))
-            out += raw
-    out.append(0)
-    if len(out) > 255:
-        raise ValueError(f"name too long: {name!r}")
-    return bytes(out)
-
-
 def _read_plain_name(data: bytes, pos: int) -> int:
     """Offset past an uncompressed name at ``pos``; FORMERR on anything else."""
     start = pos

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from ..errors import GuardianError
-from ..policy.household import normalise_domain
+from ..names import normalise_domain
 from ..policy.schedule import parse_clock, wall_to_epoch
 
 if TYPE_CHECKING:

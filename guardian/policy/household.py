@@ -9,11 +9,11 @@ data for ``guardian export``, so ``from(to(h)) == h``.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..names import normalise_domain
 from .schedule import DAYS, Schedule, format_clock, parse_clock
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -38,7 +38,6 @@ __all__ = [
     "at_least_as_filtered",
     "household_from_config",
     "household_to_dict",
-    "normalise_domain",
     "template_key",
 ]
 
@@ -272,31 +271,6 @@ def template_key(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-_LABEL = re.compile(r"[a-z0-9_-]{1,63}")  # letters, digits, hyphen; underscore for _dns.resolver.arpa & co
-
-
-def normalise_domain(text: str) -> str:
-    """Lower case, no trailing dot or leading "*.", punycode for IDN ("" stays "").
-
-    The one check of a domain name a parent or a file gives (allow, block, deny and
-    allow lists, import, the config): raises ValueError, saying why in words with the
-    text escaped, for anything else: control characters, spaces, empty labels, a label
-    over 63 or a name over 253 characters.
-    """
-    name = text.strip().lower().rstrip(".")
-    if name.startswith("*."):
-        name = name[2:]
-    if not name:
-        return ""
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(f"{text!r} is not a domain name (e.g. example.com)") from None
-    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
-        raise ValueError(f"{text!r} is not a domain name (e.g. example.com): letters, digits, '-' and '_' "
-                         "in labels of 1 to 63 characters, separated by dots")
-    return name
 
 
 _PROFILE_KEYS = (

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from .household import Profile, normalise_domain
+from ..names import normalise_domain
+from .household import Profile
 
 LEVELS = ("moderate", "strict")
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from ..names import normalise_domain
 from ..usage import UsageMeter
-from .household import Device, Household, Override, Profile, normalise_domain
+from .household import Device, Household, Override, Profile
 from .lists import ParseResult, Rule, RuleType
 from .matcher import ListInfo, ListSource, Matcher
 from .safesearch import NO_SAFE_SEARCH, EngineLike, SafeSearch

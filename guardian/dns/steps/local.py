@@ -10,9 +10,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+from ...names import text_to_wire
 from ..chain import Answer, Next, Query
 from ..messages import address_reply, reply_with
-from ..wire import NOERROR, T_A, T_AAAA, text_to_wire
+from ..wire import NOERROR, T_A, T_AAAA
 
 LOCAL_TTL = 60
 

@@ -22,13 +22,14 @@ from typing import Any
 from dnslib import CNAME, EDNS0, QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord
 
 from ... import netlink
+from ...names import text_to_wire
 from ...netlink import ARP_PATH, arp_entries
 from ...policy.decide import Decision, check_cname_chain, decide
 from ...policy.snapshot import PolicyHolder
 from ...verdicts import Action
 from ..chain import Answer, Next, Query, then
 from ..messages import POINTER_TO_QNAME, record, reply_with, soa_record
-from ..wire import HEADER, NOERROR, NXDOMAIN, T_A, T_AAAA, U32, WireError, parse_query, parse_reply, text_to_wire
+from ..wire import HEADER, NOERROR, NXDOMAIN, T_A, T_AAAA, U32, WireError, parse_query, parse_reply
 from .local import LocalNames
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 
-from ..wire import HEADER, RR_FIXED, T_A, T_AAAA, T_NS, skip_name, text_to_wire
+from ...names import text_to_wire
+from ..wire import HEADER, RR_FIXED, T_A, T_AAAA, T_NS, skip_name
 from .base import Upstream, UpstreamError, UpstreamFailure
 
 log = logging.getLogger(__name__)
