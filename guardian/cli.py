@@ -263,9 +263,10 @@ def default_profile_warnings(path: str, settings: object) -> list[str]:
     """
     import yaml
 
-    from .config import Settings, _Loader
+    from .config import Settings
     from .policy.household import household_from_config
     from .policy.rulepacks import load_rules
+    from .schema import Loader as _Loader
 
     assert isinstance(settings, Settings)
     try:

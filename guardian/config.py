@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,26 @@ import yaml
 
 from .addresses import UpstreamSpec, parse_hostport, parse_upstream
 from .errors import ConfigError
-from .names import normalise_domain, text_to_wire
+from .names import text_to_wire
+from .schema import (
+    Bad,
+    Context,
+    Loader,
+    YamlTooBig,
+    boolean,
+    budget_schema,
+    choice,
+    converted,
+    domain_name,
+    http_url,
+    integer,
+    listof,
+    mapping,
+    number,
+    optional_string,
+    schedule_schema,
+    string,
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -141,225 +159,6 @@ def system_zone() -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-# -- a small schema language over YAML nodes, so every error knows its line --------
-
-class _Bad(Exception):
-    """A problem with one value; ``node`` says where."""
-
-    def __init__(self, message: str, node: yaml.Node | None = None) -> None:
-        super().__init__(message)
-        self.node = node
-
-
-Parser = Callable[[yaml.Node, str, "_Context"], Any]
-
-
-class _Context:
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self.problems: list[str] = []
-
-    def report(self, node: yaml.Node | None, path: str, message: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else 1
-        where = f"{path}: " if path else ""
-        self.problems.append(f"{self.filename}:{line}: {where}{message}")
-
-
-MAX_YAML_DEPTH = 50  # lists and mappings inside each other; a household is ~6 deep
-MAX_YAML_NODES = 200_000  # values once aliases are expanded; a big household is a few thousand
-
-
-class YamlTooBig(yaml.MarkedYAMLError):
-    """A document nested too deeply, or whose aliases expand too far ("billion laughs")."""
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads IPv6 in flow lists, as YAML 1.2 does: ``[::1/128, fe80::/10]``,
-    and refuses documents nested deeper than ``MAX_YAML_DEPTH`` or with more than
-    ``MAX_YAML_NODES`` values once aliases are expanded, and aliases to the list or
-    mapping they are in (``YamlTooBig`` at the offending node) — every reader of the
-    tree would otherwise walk each alias again: a 20 KB file of aliases is a million
-    values, and 20,000 nested ``[`` a RecursionError.
-
-    YAML 1.1 (PyYAML) takes a ``:`` inside ``[...]`` as a key separator even when a
-    non-space follows, so the operator contract's own example would not load.
-    """
-
-    _BREAK = "\0 \t\r\n\x85\u2028\u2029,[]{}"
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._sizes: dict[int, int] = {}  # id(node) -> values in it, aliases expanded
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-        if self.check_event(yaml.AliasEvent):
-            node = super().compose_node(parent, index)
-            if node is not None and id(node) not in self._sizes:  # still being composed: the alias is inside it
-                raise YamlTooBig(None, None, "an alias refers to itself (the list or mapping it is in)", mark)
-            return node
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise YamlTooBig(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", mark)
-            node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        if node is None:
-            return None
-        if isinstance(node, yaml.SequenceNode):
-            size = 1 + sum(self._sizes[id(child)] for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
-        else:
-            size = 1
-        if size > MAX_YAML_NODES:
-            raise YamlTooBig(None, None, f"more than {MAX_YAML_NODES:,} values once its aliases are expanded "
-                             "(aliases repeating aliases)", node.start_mark)
-        self._sizes[id(node)] = size
-        return node
-
-    def check_value(self) -> bool:
-        if self.flow_level:
-            return bool(self.peek(1) in self._BREAK)
-        return bool(super().check_value())
-
-    def check_plain(self) -> bool:
-        if self.flow_level and self.peek() == ":" and self.peek(1) not in self._BREAK:
-            return True
-        return bool(super().check_plain())
-
-
-_constructor = yaml.constructor.SafeConstructor()
-
-
-def _scalar(node: yaml.Node) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        raise _Bad("expected a single value, not a " + ("list" if isinstance(node, yaml.SequenceNode) else "mapping"), node)
-    try:
-        return _constructor.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as exc:
-        raise _Bad(str(exc.problem), node) from None
-    finally:
-        # The constructor remembers every node it built (for aliases within one document);
-        # shared across reads, that kept each file's whole node tree: ~0.2 MB per SIGHUP.
-        _constructor.constructed_objects.clear()
-
-
-def string(node: yaml.Node, path: str, ctx: _Context) -> str:
-    value = _scalar(node)
-    if not isinstance(value, str) or not value:
-        raise _Bad(f"expected text, got {value!r}", node)
-    return value
-
-
-def optional_string(node: yaml.Node, path: str, ctx: _Context) -> str | None:
-    value = _scalar(node)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _Bad(f"expected text, got {value!r}", node)
-    return value
-
-
-def integer(low: int, high: int) -> Parser:
-    def parse(node: yaml.Node, path: str, ctx: _Context) -> int:
-        value = _scalar(node)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Bad(f"expected a whole number, got {value!r}", node)
-        if not low <= value <= high:
-            raise _Bad(f"{value} is out of range {low}..{high}", node)
-        return value
-    return parse
-
-
-def number(low: float, high: float) -> Parser:
-    def parse(node: yaml.Node, path: str, ctx: _Context) -> float:
-        value = _scalar(node)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Bad(f"expected a number, got {value!r}", node)
-        if not low <= value <= high:
-            raise _Bad(f"{value} is out of range {low}..{high}", node)
-        return float(value)
-    return parse
-
-
-def boolean(node: yaml.Node, path: str, ctx: _Context) -> bool:
-    value = _scalar(node)
-    if not isinstance(value, bool):
-        raise _Bad(f"expected true or false, got {value!r}", node)
-    return value
-
-
-def choice(*options: str) -> Parser:
-    def parse(node: yaml.Node, path: str, ctx: _Context) -> str:
-        value = _scalar(node)
-        if value not in options:
-            raise _Bad(f"{value!r} is not one of: {', '.join(options)}", node)
-        return str(value)
-    return parse
-
-
-def converted(convert: Callable[[str], Any]) -> Parser:
-    """A text value turned into something else by ``convert`` (ValueError = problem)."""
-    def parse(node: yaml.Node, path: str, ctx: _Context) -> Any:
-        text = string(node, path, ctx)
-        try:
-            return convert(text)
-        except ValueError as exc:
-            raise _Bad(str(exc), node) from None
-    return parse
-
-
-def listof(item: Parser, allow_single: bool = False) -> Parser:
-    def parse(node: yaml.Node, path: str, ctx: _Context) -> tuple[Any, ...]:
-        if allow_single and isinstance(node, yaml.ScalarNode):
-            return (item(node, path, ctx),)
-        if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
-            return ()
-        if not isinstance(node, yaml.SequenceNode):
-            raise _Bad("expected a list", node)
-        out = []
-        for i, child in enumerate(node.value):
-            try:
-                out.append(item(child, f"{path}[{i}]", ctx))
-            except _Bad as bad:
-                ctx.report(bad.node or child, f"{path}[{i}]", str(bad))
-        return tuple(out)
-    return parse
-
-
-def mapping(schema: dict[str, Parser], required: tuple[str, ...] = ()) -> Parser:
-    """A mapping with exactly these keys (unknown keys are problems)."""
-    def parse(node: yaml.Node, path: str, ctx: _Context) -> dict[str, Any]:
-        if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
-            node = yaml.MappingNode("tag:yaml.org,2002:map", [], node.start_mark, node.end_mark)
-        if not isinstance(node, yaml.MappingNode):
-            raise _Bad("expected a mapping of key: value", node)
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in schema:
-                ctx.report(key_node, sub, f"unknown key (known: {', '.join(sorted(schema))})")
-                continue
-            if key in out:
-                ctx.report(key_node, sub, "given twice")
-                continue
-            try:
-                out[key] = schema[key](value_node, sub, ctx)
-            except _Bad as bad:
-                ctx.report(bad.node or value_node, sub, str(bad))
-                out[key] = _FAILED
-        for key in required:
-            if key not in out:
-                ctx.report(node, path, f"missing required key {key!r}")
-        return {k: v for k, v in out.items() if v is not _FAILED}
-    return parse
-
-
-_FAILED = object()
 
 
 def _network(text: str) -> Network:
@@ -402,24 +201,6 @@ def _bootstrap(text: str) -> UpstreamSpec:
     return spec
 
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _domain(text: str) -> str:
-    name = normalise_domain(text)
-    if not name:
-        raise ValueError(f"{text!r} is not a domain name")
-    return name
-
-
-def _clock(text: str) -> str:
-    hours, sep, minutes = str(text).partition(":")
-    if not sep or not hours.isdigit() or not minutes.isdigit() or int(hours) > 24 or int(minutes) > 59 \
-            or (int(hours) == 24 and int(minutes)):
-        raise ValueError(f"{text!r} is not a time of day as HH:MM")
-    return f"{int(hours):02d}:{int(minutes):02d}"
-
-
 def _mac(text: str) -> str:
     cleaned = text.strip().lower().replace("-", ":")
     parts = cleaned.split(":")
@@ -428,43 +209,12 @@ def _mac(text: str) -> str:
     return cleaned
 
 
-def block_targets(ident: Parser) -> Parser:
-    """A schedule's ``block:``: 'all', or a list of category/service ids read by ``ident``."""
-    def parse(node: yaml.Node, path: str, ctx: _Context) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            if _scalar(node) != "all":
-                raise _Bad("block: is 'all' or a list of categories/services", node)
-            return "all"
-        return listof(ident)(node, path, ctx)
-    return parse
-
-
-def schedule_schema(ident: Parser) -> Parser:
-    """One schedule window (config household profiles and rules/profiles.yaml templates)."""
-    return mapping(
-        {
-            "name": string,
-            "days": listof(choice(*DAYS), allow_single=True),
-            "from": converted(_clock),
-            "to": converted(_clock),
-            "block": block_targets(ident),
-            "allow": listof(converted(_domain), allow_single=True),
-        },
-        required=("name", "days", "from", "to", "block"),
-    )
-
-
-def budget_schema(ident: Parser) -> Parser:
-    """One daily budget: a category or service id and its minutes."""
-    return mapping({"target": ident, "minutes": integer(0, 1440)}, required=("target", "minutes"))
-
-
-def _list_entry(node: yaml.Node, path: str, ctx: _Context) -> ListSettings | None:
+def _list_entry(node: yaml.Node, path: str, ctx: Context) -> ListSettings | None:
     fields = mapping(
         {
             "name": string,
             "category": string,
-            "url": converted(_http_url),
+            "url": converted(http_url),
             "path": string,
             "format": choice("auto", "domains", "hosts", "adblock", "sha256"),
         },
@@ -473,7 +223,7 @@ def _list_entry(node: yaml.Node, path: str, ctx: _Context) -> ListSettings | Non
     if "name" not in fields or "category" not in fields:
         return None
     if ("url" in fields) == ("path" in fields):
-        raise _Bad("give exactly one of url: or path:", node)
+        raise Bad("give exactly one of url: or path:", node)
     return ListSettings(**fields)
 
 
@@ -483,15 +233,6 @@ def _list_host(text: str) -> str:
     if not host or any(c in host for c in "/@ ?#") or ("." not in host and ":" not in host and host != "localhost"):
         raise ValueError(f"{text!r} is not a host name or address (e.g. lists.lan or 192.168.1.10)")
     return host
-
-
-def _http_url(text: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r}: lists are fetched over http:// or https:// only")
-    return text
 
 
 # One household profile: the config's household.profiles and the provisioning's profiles.
@@ -505,8 +246,8 @@ PROFILE_SCHEMA = mapping(
         "youtube": choice("off", "moderate", "strict"),
         "block_mode": choice("nxdomain", "null", "blockpage"),
         "bypass_protection": boolean,
-        "deny": listof(converted(_domain), allow_single=True),
-        "allow": listof(converted(_domain), allow_single=True),
+        "deny": listof(converted(domain_name), allow_single=True),
+        "allow": listof(converted(domain_name), allow_single=True),
         "schedules": listof(schedule_schema(string)),
         "budgets": listof(budget_schema(string)),
     },
@@ -537,7 +278,7 @@ SCHEMA = mapping(
                 "tcp_max_connections": integer(1, 100_000),
                 "tcp_message_seconds": number(0.1, 600),
                 "tcp_max_per_client": integer(1, 100_000),
-                "rebind_allow": listof(converted(_domain), allow_single=True),
+                "rebind_allow": listof(converted(domain_name), allow_single=True),
                 "filtered_max_ttl": integer(1, 7 * 86_400),
             }
         ),
@@ -587,7 +328,7 @@ SCHEMA = mapping(
                     )
                 ),
                 "session_gap_minutes": integer(1, 120),
-                "local_domain": converted(_domain),
+                "local_domain": converted(domain_name),
             }
         ),
     }
@@ -611,9 +352,9 @@ def load(path: str | os.PathLike[str]) -> Settings:
 
 
 def parse(text: str, filename: str = "<config>", base: Path | None = None) -> Settings:
-    ctx = _Context(filename)
+    ctx = Context(filename)
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = yaml.compose(text, Loader=Loader)
     except YamlTooBig as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         raise ConfigError([f"{filename}:{line}: YAML refused: {exc.problem}"]) from None
@@ -630,7 +371,7 @@ def parse(text: str, filename: str = "<config>", base: Path | None = None) -> Se
     else:
         try:
             values = SCHEMA(root, "", ctx)
-        except _Bad as bad:
+        except Bad as bad:
             ctx.report(bad.node or root, "", str(bad))
             values = {}
     dns = values.get("dns", {})

@@ -34,22 +34,9 @@ from typing import Any
 import yaml
 
 from .addresses import UpstreamSpec, parse_upstream
-from .config import (
-    PROFILE_SCHEMA,
-    Parser,
-    Settings,
-    _Bad,
-    _Context,
-    _Loader,
-    boolean,
-    choice,
-    converted,
-    integer,
-    listof,
-    mapping,
-    string,
-)
+from .config import PROFILE_SCHEMA, Settings
 from .errors import ConfigError
+from .schema import Bad, Context, Loader, Parser, boolean, choice, converted, integer, listof, mapping, string
 
 PROVISION_FILE = "provision.yaml"
 DROP_IN_DIR = "provision.d"
@@ -147,17 +134,17 @@ def _code_hash(text: str) -> str:
 
 
 def _logo(base: Path) -> Parser:
-    def parse(node: yaml.Node, path: str, ctx: _Context) -> Path:
+    def parse(node: yaml.Node, path: str, ctx: Context) -> Path:
         text = string(node, path, ctx)
         logo = Path(text) if Path(text).is_absolute() else base / text
         if logo.suffix.lower() not in LOGO_TYPES:
-            raise _Bad(f"{text!r}: a logo is one of {', '.join(LOGO_TYPES)}", node)
+            raise Bad(f"{text!r}: a logo is one of {', '.join(LOGO_TYPES)}", node)
         try:
             size = logo.stat().st_size
         except OSError as exc:
-            raise _Bad(f"{text!r}: cannot read: {exc.strerror or exc}", node) from None
+            raise Bad(f"{text!r}: cannot read: {exc.strerror or exc}", node) from None
         if size > MAX_LOGO_BYTES:
-            raise _Bad(f"{text!r}: {size:,} bytes, more than {MAX_LOGO_BYTES:,}", node)
+            raise Bad(f"{text!r}: {size:,} bytes, more than {MAX_LOGO_BYTES:,}", node)
         return logo
     return parse
 
@@ -198,9 +185,9 @@ def _key_lines(root: yaml.Node | None) -> dict[str, int]:
 
 def parse_file(text: str, filename: str, base: Path) -> tuple[dict[str, Any], dict[str, int], list[str]]:
     """One provisioning file -> (values, line of each key, problems as FILE:LINE)."""
-    ctx = _Context(filename)
+    ctx = Context(filename)
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = yaml.compose(text, Loader=Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         return {}, {}, [f"{filename}:{mark.line + 1 if mark else 1}: YAML syntax: {exc.problem or exc}"]
@@ -210,7 +197,7 @@ def parse_file(text: str, filename: str, base: Path) -> tuple[dict[str, Any], di
         return {}, {}, []
     try:
         values = _schema(base)(root, "", ctx)
-    except _Bad as bad:
+    except Bad as bad:
         ctx.report(bad.node or root, "", str(bad))
         values = {}
     return values, _key_lines(root), ctx.problems

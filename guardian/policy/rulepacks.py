@@ -23,23 +23,23 @@ from typing import Any
 
 import yaml
 
-from ..config import (
+from ..errors import ConfigError
+from ..schema import (
+    Bad,
+    Context,
+    Loader,
     Parser,
-    _Bad,
-    _Context,
-    _domain,
-    _http_url,
-    _Loader,
     boolean,
     budget_schema,
     choice,
     converted,
+    domain_name,
+    http_url,
     listof,
     mapping,
     schedule_schema,
     string,
 )
-from ..errors import ConfigError
 
 __all__ = [
     "CATEGORY_IDS",
@@ -277,7 +277,7 @@ class _At:
 
 
 def _located(parser: Parser) -> Parser:
-    def parse(node: yaml.Node, path: str, ctx: _Context) -> _At:
+    def parse(node: yaml.Node, path: str, ctx: Context) -> _At:
         return _At(parser(node, path, ctx), node.start_mark.line + 1)
 
     return parse
@@ -286,9 +286,9 @@ def _located(parser: Parser) -> Parser:
 def _nonempty(parser: Parser) -> Parser:
     """``parser`` for a list that must have at least one item (bad items are reported alone)."""
 
-    def parse(node: yaml.Node, path: str, ctx: _Context) -> Any:
+    def parse(node: yaml.Node, path: str, ctx: Context) -> Any:
         if not isinstance(node, yaml.SequenceNode) or not node.value:
-            raise _Bad("give at least one", node)
+            raise Bad("give at least one", node)
         return parser(node, path, ctx)
 
     return parse
@@ -301,7 +301,7 @@ def _identifier(text: str) -> str:
 
 
 def _hostname(text: str) -> str:
-    name = _domain(text)
+    name = domain_name(text)
     if text.startswith("*.") or "." not in name:
         raise ValueError(f"{text!r} is not a host name")
     return name
@@ -328,7 +328,7 @@ _CATEGORY = mapping(
         "allow_lists": listof(_located(converted(_bundled_path))),
         "subscriptions": listof(
             mapping(
-                {"name": string, "url": converted(_http_url), "format": choice(*LIST_FORMATS)},
+                {"name": string, "url": converted(http_url), "format": choice(*LIST_FORMATS)},
                 required=("name", "url", "format"),
             )
         ),
@@ -345,7 +345,7 @@ _SERVICES = mapping(
                         "id": converted(_identifier),
                         "name": string,
                         "category": _located(string),
-                        "domains": listof(_located(converted(_domain))),
+                        "domains": listof(_located(converted(domain_name))),
                     },
                     required=("id", "name", "category", "domains"),
                 )
@@ -416,9 +416,9 @@ class _Problems:
 
     def parse(self, path: Path, schema: Parser) -> dict[str, Any] | None:
         """``path`` checked against ``schema``; None when it cannot be read at all."""
-        ctx = _Context(str(path))
+        ctx = Context(str(path))
         try:
-            root = yaml.compose(path.read_text(encoding="utf-8"), Loader=_Loader)
+            root = yaml.compose(path.read_text(encoding="utf-8"), Loader=Loader)
         except OSError as exc:
             self.add(path, 1, f"cannot read: {exc.strerror or exc}")
             return None
@@ -437,7 +437,7 @@ class _Problems:
             return None
         try:
             values: dict[str, Any] = schema(root, "", ctx)
-        except _Bad as bad:
+        except Bad as bad:
             ctx.report(bad.node or root, "", str(bad))
             values = {}
         self.lines.extend(ctx.problems)
