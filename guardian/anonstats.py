@@ -19,12 +19,12 @@ the setting off stops the files; a factory reset removes them.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .files import atomic_write
 from .store.queries import ANON_FIELDS
 
 FOLDER = "anonymous-stats"
@@ -67,10 +67,7 @@ def write_due(settings: Any, templates: Mapping[str, str], now: float) -> list[P
             folder.mkdir(mode=0o750, exist_ok=True)
             body = json.dumps({"format": "guardian-anonymous-stats", "version": 1, "week": name,
                                "fields": list(ANON_FIELDS), "rows": rows}, indent=1)
-            partial = path.with_name(path.name + ".partial")
-            partial.write_text(body + "\n", encoding="utf-8")
-            os.chmod(partial, 0o640)
-            os.replace(partial, path)  # a collector never sees half a file
+            atomic_write(path, body + "\n", mode=0o640)  # a collector never sees half a file
             written.append(path)
     finally:
         reader.close()

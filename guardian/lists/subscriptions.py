@@ -44,6 +44,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from ..config import ListSettings
 from ..errors import GuardianError
+from ..files import atomic_write, fsync_path
 from ..helpers import HelperFailed, helper_job, python_call, run_helper
 from ..policy.lists import FORMATS, ListFormat, ParseStats, check_refresh, iter_rules, open_list
 from ..policy.matcher import ListFile, ListSource
@@ -230,12 +231,8 @@ def _save_status(store_dir: Path, status: ListStatus) -> None:
         try:
             current = {key: item.to_json() for key, item in load_status(store_dir).items()}
             current[status.key] = status.to_json()
-            tmp = store_dir / f".{STATUS_FILE}-{secrets.token_hex(4)}"
-            with open(tmp, "w", encoding="utf-8") as out:
-                json.dump({"format": _STATUS_FORMAT, "lists": current}, out, indent=1, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, store_dir / STATUS_FILE)
+            atomic_write(store_dir / STATUS_FILE,
+                         json.dumps({"format": _STATUS_FORMAT, "lists": current}, indent=1, sort_keys=True))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -534,7 +531,7 @@ class Downloader:
             if why is not None:
                 raise ListDownloadError(f"rejected: {why}")
             os.replace(body.path, self.copy_path(sub))
-            _fsync_dir(self.store_dir)
+            fsync_path(self.store_dir)
         except BaseException:
             with contextlib.suppress(OSError):
                 body.path.unlink()
@@ -657,14 +654,6 @@ def _close_synced(out: Any) -> None:
     out.flush()
     os.fsync(out.fileno())  # the copy must survive a power cut once it is installed
     out.close()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- scheduling ----------------------------------------------------------------------

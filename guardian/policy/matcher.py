@@ -42,6 +42,7 @@ from typing import Any, Literal
 import marisa_trie  # type: ignore[import-untyped,unused-ignore]
 
 from ..errors import GuardianError
+from ..files import atomic_write, fsync_path
 from ..helpers import HelperFailed, helper_job, python_call, run_helper
 from .lists import ListFormat, ParseResult, ParseStats, Rule, RuleType, iter_rules, open_list
 
@@ -255,15 +256,7 @@ class _Compiler:
         with open(directory / META_FILE, "w", encoding="utf-8") as out:
             json.dump(meta, out, separators=(",", ":"))
         for path in directory.iterdir():
-            _fsync(path)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_path(path)
 
 
 def compile_snapshot(sources: Iterable[ListSource], root: Path | str, *, keep: int = 2) -> Path:
@@ -360,13 +353,7 @@ def compiler_main() -> None:
 
 
 def _point_to(root: Path, name: str) -> None:
-    tmp = root / f".{POINTER}-{secrets.token_hex(4)}"
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write(name + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, root / POINTER)
-    _fsync(root)  # the rename itself must survive a power cut
+    atomic_write(root / POINTER, name + "\n")  # the rename itself survives a power cut too
 
 
 def _prune(root: Path, current: str, keep: int) -> None:
