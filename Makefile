@@ -45,6 +45,7 @@ test-debs:
 
 lint: $(BIN)/.test-installed
 	$(BIN)/ruff check guardian tests
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 test: test-debs $(BIN)/.test-installed lint

@@ -55,3 +55,16 @@ def test_every_module_imports_alone_and_the_dns_side_stays_light():
             if extra:
                 heavy[name] = extra
     assert not heavy, f"DNS-side modules that load a library the answering process must not carry: {heavy}"
+
+
+def test_every_top_level_module_has_its_place_in_the_layers_contract():
+    """A module missing from setup.cfg's layers would escape the import-linter contract."""
+    import configparser
+    from pathlib import Path
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    listed = {name.strip() for line in cfg["importlinter:contract:layers"]["layers"].split("\n")
+              for name in line.replace("|", ":").split(":") if name.strip()}
+    top = {f"guardian.{info.name}" for info in pkgutil.iter_modules(guardian.__path__)}
+    assert not top - listed, f"add these to the layers in setup.cfg: {sorted(top - listed)}"
