@@ -310,7 +310,7 @@ def _network_text(network: Network) -> str:
     return str(network)
 
 
-def _schedule(raw: Mapping[str, Any]) -> Schedule:
+def _schedule(raw: Mapping[str, Any], problems: list[str] | None = None, where: str = "") -> Schedule:
     block = raw.get("block", "all")
     days = _strings(raw.get("days"))
     return Schedule(
@@ -319,12 +319,28 @@ def _schedule(raw: Mapping[str, Any]) -> Schedule:
         start=format_clock(parse_clock(str(raw["from"]))),
         end=format_clock(parse_clock(str(raw["to"]))),
         block="all" if block == "all" else _strings(block),
-        allow=tuple(normalise_domain(d) for d in _strings(raw.get("allow"))),
+        allow=_domains(raw.get("allow"), f"{where}.allow", problems),
     )
 
 
-def _profile(raw: Mapping[str, Any], base: Mapping[str, Any]) -> Profile:
-    """A profile from its mapping, missing keys taken from the template ``base``."""
+def _domains(values: Any, where: str, problems: list[str] | None) -> tuple[str, ...]:
+    """A list of domains; with ``problems`` a bad entry is left out and said (a stored
+    household written by an older version keeps everything else), else ValueError."""
+    out: list[str] = []
+    for i, text in enumerate(_strings(values)):
+        try:
+            out.append(normalise_domain(text))
+        except ValueError as exc:
+            if problems is None:
+                raise
+            problems.append(f"{where}[{i}]: {exc}: left out")
+    return tuple(out)
+
+
+def _profile(raw: Mapping[str, Any], base: Mapping[str, Any], problems: list[str] | None = None,
+             where: str = "") -> Profile:
+    """A profile from its mapping, missing keys taken from the template ``base``; with
+    ``problems``, a bad domain in its lists is left out and said there."""
 
     def get(key: str, default: Any) -> Any:
         if key in raw:
@@ -346,9 +362,9 @@ def _profile(raw: Mapping[str, Any], base: Mapping[str, Any]) -> Profile:
         youtube=youtube,  # type: ignore[arg-type]  # checked above
         block_mode=block_mode,  # type: ignore[arg-type]
         bypass_protection=bool(get("bypass_protection", False)),
-        deny=tuple(normalise_domain(d) for d in _strings(get("deny", ()))),
-        allow=tuple(normalise_domain(d) for d in _strings(get("allow", ()))),
-        schedules=tuple(_schedule(s) for s in get("schedules", ()) or ()),
+        deny=_domains(get("deny", ()), f"{where}.deny", problems),
+        allow=_domains(get("allow", ()), f"{where}.allow", problems),
+        schedules=tuple(_schedule(s, problems, f"{where}.schedules[{i}]") for i, s in enumerate(get("schedules", ()) or ())),
         budgets=tuple(Budget(str(b["target"]), int(b["minutes"])) for b in get("budgets", ()) or ()),
     )
 
@@ -386,7 +402,7 @@ def household_from_config(
             elif found is not None:
                 base = found
         try:
-            profile = _profile(raw, base)
+            profile = _profile(raw, base, problems, where)
         except (KeyError, ValueError, TypeError) as exc:
             problems.append(f"{where}: {exc}")
             continue
