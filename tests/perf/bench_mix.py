@@ -429,7 +429,7 @@ def run(args: argparse.Namespace, procs: dns.Processes, tmp: Path) -> None:
 
     # -- the table --
     names_ = [s.name for s in servers]
-    width = 14
+    width = 16
 
     def row(label: str, values: list[str], target: str = "") -> None:
         print(f"{label:44}" + "".join(f"{v:>{width}}" for v in values) + f"   {target}")
