@@ -230,7 +230,7 @@ def test_snapshot_round_trip_in_a_new_process(matcher: Matcher, tmp_path: Path) 
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     theirs = json.loads(out.stdout)
     ours = [[[h.list_id, h.domain, h.depth, h.allow] for h in matcher.lookup(n)] for n in names]

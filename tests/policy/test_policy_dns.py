@@ -110,7 +110,7 @@ def test_pack_lists_false_downloads_nothing_but_the_configs_own_lists(make_guard
             "household:\n  default_profile: Kid\n  profiles:\n    - {name: Kid, categories: [gambling]}\n")
     g = make_guardian([upstream.url], config=text)
     assert [s.name for s in g.daemon.subscriptions] == ["Telco list"]
-    seed = next(line.strip() for line in (Path(__file__).parents[1] / "rules" / "lists" / "gambling.txt").open()
+    seed = next(line.strip() for line in (Path(__file__).parents[2] / "rules" / "lists" / "gambling.txt").open()
                 if line.strip() and not line.startswith("#"))
     assert dig(g.port(), seed).status == "NXDOMAIN"  # the bundled list needs no download
     again = config_module.parse(text.replace("pack_lists: false", "pack_lists: true"), "g.yaml", base=tmp_path)

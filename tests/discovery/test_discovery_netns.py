@@ -30,7 +30,7 @@ from guardian.config import Settings
 from guardian.discovery import devices_report
 
 PY = sys.executable
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT_MAC = "b8:27:eb:12:34:56"  # Raspberry Pi Foundation's OUI
 SILENT_MAC = "b8:27:eb:00:00:50"
 PHONE_MAC_1 = "da:a1:19:00:00:01"  # locally administered: a private address

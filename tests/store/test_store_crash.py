@@ -43,7 +43,7 @@ asyncio.run(main())
 
 def test_sigkill_mid_write_keeps_a_sound_database(tmp_path: Path) -> None:
     path = tmp_path / "guardian.db"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     for round_ in range(2):  # the second round reopens a file that was killed mid-write
         proc = subprocess.Popen([sys.executable, "-c", FEEDER, str(path)], stdout=subprocess.PIPE, env=env)
@@ -70,7 +70,7 @@ def test_sigkill_of_the_daemon_loses_only_what_was_not_yet_shipped(tmp_path: Pat
     """With the writer in its own process (as in the daemon): the killed daemon's pipe
     closes, and the writer commits everything it was sent before exiting."""
     path = tmp_path / "guardian.db"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     feeder = FEEDER.replace("StoreSettings(flush_seconds=", "process=True, store=StoreSettings(flush_seconds=")
     feeder = feeder.replace('print("ready", flush=True)', 'print("ready", r.remote.proc.pid, flush=True)')

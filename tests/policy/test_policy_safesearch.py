@@ -10,7 +10,7 @@ from support import dig, paris, use_fake_clock
 from guardian.policy.household import Profile
 from guardian.policy.safesearch import SafeSearch
 
-RULES = Path(__file__).resolve().parents[1] / "rules" / "safesearch.yaml"
+RULES = Path(__file__).resolve().parents[2] / "rules" / "safesearch.yaml"
 
 SAFE = Profile("Kid", safe_search=True, youtube="strict")
 MODERATE = Profile("Teen", safe_search=True, youtube="moderate")

@@ -221,7 +221,7 @@ def test_a_writer_that_cannot_start_again_counts_its_losses_backs_off_and_comes_
     back-off instead of at every flush, the log says it once, and once a writer can
     start again the queries are saved again."""
     db = tmp_path / "guardian.db"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", LOSS, str(db)], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(root)})
     assert out.returncode == 0, out.stderr[-3000:]

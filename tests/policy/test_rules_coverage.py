@@ -17,7 +17,7 @@ import pytest
 from fakedns import FakeDns
 from support import dig
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 GUARDIAN = [sys.executable, "-m", "guardian"]
 
 # A child profile from the Young child template, without its bedtime and budgets so

@@ -19,7 +19,7 @@ from guardian.policy.rulepacks import (
     load_rules,
 )
 
-RULES_DIR = Path(__file__).resolve().parents[1] / "rules"
+RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 LIST_FILES = sorted((RULES_DIR / "lists").glob("*.txt"))
 # Lowercase LDH labels; the last is letters or punycode (xn--p1ai).
 DOMAIN = re.compile(r"^(?=.{1,253}$)(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
