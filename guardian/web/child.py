@@ -38,6 +38,8 @@ HOST_RE = re.compile(r"^[a-z0-9.-]{1,253}$")
 HELP_FIRST = {"self-harm", "suicide", "eating-disorders"}
 TELL_ADULT = {"chat", "grooming", "dating", "social", "anonymous-chat"}
 THREATS = {"phishing", "malware", "scam", "cryptojacking"}
+# Threats (rule packs' ids) whose page says "tell a trusted adult".
+ADULT_THREATS = {"grooming", "sexual-solicitation", "cyberbullying", "cyberstalking"}
 
 CONTROL: web.AppKey[Control] = web.AppKey("child_control", Control)
 ENV: web.AppKey[jinja2.Environment] = web.AppKey("child_env", jinja2.Environment)
@@ -160,9 +162,9 @@ async def _block_page(request: web.Request, lang: str) -> web.StreamResponse:
                 ctx["reason"] = reason_words(decision, state, ctx["profile"])
                 category = str(decision.get("category") or "")
                 threat = str(decision.get("threat") or "")
-                ctx["kind"] = ("help" if category in HELP_FIRST else
-                               "adult-help" if category in TELL_ADULT else
-                               "threat" if category in THREATS or threat else "")
+                ctx["kind"] = ("help" if category in HELP_FIRST or threat == "self-harm" else
+                               "adult-help" if category in TELL_ADULT or threat in ADULT_THREATS else
+                               "threat" if category in THREATS or threat in ("phishing", "malware") else "")
                 ctx["help"] = _help_resources(state, category) if ctx["kind"] == "help" else []
     html = request.app[ENV].get_template("block.html").render(ctx)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
