@@ -36,6 +36,10 @@ class Reason(StrEnum):
     SAFE_SEARCH = "safe-search"
 
 
+# How grave a risk event or a category is, lowest first (rule packs, the store, metrics).
+SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
+
+
 class Outcome(StrEnum):
     """What the query log stores as a query's action (``QueryRecord.action``)."""
 

@@ -40,6 +40,8 @@ from ..schema import (
     schedule_schema,
     string,
 )
+from ..verdicts import SEVERITIES
+from .household import BLOCK_MODES, Budget
 
 __all__ = [
     "CATEGORY_IDS",
@@ -80,7 +82,6 @@ THREATS: tuple[str, ...] = (
     "private-data-disclosure",
     "gaming-addiction",
 )
-SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 # Categories other code names directly; a rules directory without one of them is broken.
 CATEGORY_IDS: tuple[str, ...] = (
     "adult",
@@ -104,7 +105,6 @@ CATEGORY_IDS: tuple[str, ...] = (
 LIST_FORMATS: tuple[str, ...] = ("domains", "hosts", "adblock")
 SAFE_SEARCH_LEVELS: tuple[str, ...] = ("strict", "moderate")
 YOUTUBE_MODES: tuple[str, ...] = ("off", "moderate", "strict")
-BLOCK_MODES: tuple[str, ...] = ("nxdomain", "null", "blockpage")
 
 # Files in rules/ that are not category packs.
 _SPECIAL = ("services.yaml", "safesearch.yaml", "profiles.yaml")
@@ -171,14 +171,6 @@ class Schedule:
     end: str
     block: str | tuple[str, ...]
     allow: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """Daily ``minutes`` for a category or service id."""
-
-    target: str
-    minutes: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..verdicts import Outcome
+from ..verdicts import SEVERITIES, Outcome
 
 # Actions and the severities of the rule packs, in rising order (the rank is used to
 # keep the worst severity seen by an aggregated event).
 ACTIONS = tuple(Outcome)
-SEVERITIES = ("info", "low", "medium", "high", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 # Risk-event kinds (stable names: the CLI's JSON and the dashboard show them).
