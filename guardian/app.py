@@ -49,7 +49,8 @@ from .lists.subscriptions import (
     schedule_refreshes,
 )
 from .policy.household import Household, household_from_config
-from .policy.matcher import ListSource, Matcher, SnapshotError, compile_in_background
+from .lists.compile import compile_in_background
+from .policy.matcher import ListSource, Matcher, SnapshotError
 from .policy.rulepacks import Rules, load_rules
 from .policy.snapshot import (
     MeterBudgets,

@@ -14,9 +14,10 @@ from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SOA, A, DNSRecord
 
 from guardian.dns.chain import Answer, Query
 from guardian.dns.wire import parse_query, parse_reply
+from guardian.lists.compile import compile_snapshot
 from guardian.policy.household import household_from_config
 from guardian.policy.lists import parse_text
-from guardian.policy.matcher import ListSource, Matcher, compile_snapshot
+from guardian.policy.matcher import ListSource, Matcher
 from guardian.policy.snapshot import CategoryInfo, PolicyHolder, build_snapshot
 
 HOUSEHOLD: dict[str, Any] = {

@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from guardian.config import ListSettings
 from guardian.dns.upstreams.base import UpstreamError
 from guardian.lists import subscriptions as subs_mod
+from guardian.lists.compile import compile_snapshot
 from guardian.lists.subscriptions import (
     SERVICE_FIRST_ID,
     STATUS_FILE,
@@ -37,7 +38,7 @@ from guardian.lists.subscriptions import (
     schedule_refreshes,
 )
 from guardian.policy import lists
-from guardian.policy.matcher import ListFile, Matcher, compile_snapshot
+from guardian.policy.matcher import ListFile, Matcher
 from guardian.policy.rulepacks import load_rules
 
 GOOD = b"# source: test\nads.example\n0.0.0.0 tracker.example\n||adult.example^\n"

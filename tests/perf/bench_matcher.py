@@ -158,7 +158,8 @@ def child_compile(hosts: str, root: str) -> None:
     import resource
 
     sys.path.insert(0, str(REPO))
-    from guardian.policy.matcher import ListFile, ListSource, compile_snapshot
+    from guardian.lists.compile import compile_snapshot
+    from guardian.policy.matcher import ListFile, ListSource
 
     before = rss_kb()
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from guardian.lists.compile import compile_snapshot
 from guardian.policy.lists import hash_name, parse_text
 from guardian.policy.matcher import (
     NO_HITS,
@@ -19,7 +20,6 @@ from guardian.policy.matcher import (
     ListSource,
     Matcher,
     SnapshotError,
-    compile_snapshot,
     decide_hits,
     snapshot_dir,
 )
@@ -164,7 +164,7 @@ def test_file_sources_are_streamed_with_counts(tmp_path: Path) -> None:
 def test_a_big_list_compiles_in_a_child_and_its_failure_is_a_snapshot_error(tmp_path: Path) -> None:
     import asyncio
 
-    from guardian.policy.matcher import IN_PROCESS_BYTES, compile_in_background
+    from guardian.lists.compile import IN_PROCESS_BYTES, compile_in_background
 
     path = tmp_path / "big.hosts"
     with path.open("w") as out:

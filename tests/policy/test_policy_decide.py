@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from guardian.lists.compile import compile_snapshot
 from guardian.policy.decide import REASONS, Decision, check_cname_chain, decide
 from guardian.policy.household import Household, Override, household_from_config
 from guardian.policy.lists import parse_text
-from guardian.policy.matcher import ListSource, Matcher, compile_snapshot
+from guardian.policy.matcher import ListSource, Matcher
 from guardian.policy.safesearch import SafeSearch
 from guardian.policy.snapshot import (
     CategoryInfo,

@@ -121,7 +121,7 @@ def test_pack_lists_false_downloads_nothing_but_the_configs_own_lists(make_guard
 
 
 def test_a_big_list_is_compiled_in_a_child_process_and_blocks(make_guardian, upstream, tmp_path, monkeypatch):
-    from guardian.policy import matcher
+    from guardian.lists import compile as matcher
 
     big = tmp_path / "big.txt"
     with big.open("w") as out:
