@@ -37,6 +37,7 @@ from .dns.upstreams.pool import UpstreamPool, resolve_via
 from .errors import ConfigError, GuardianError
 from .household.service import HouseholdService
 from .household.storage import HOUSEHOLD_DB, HouseholdStore, load_household, seed_digest
+from .lists.compile import compile_in_background
 from .lists.subscriptions import (
     SERVICE_FIRST_ID,
     ListSet,
@@ -49,7 +50,6 @@ from .lists.subscriptions import (
     schedule_refreshes,
 )
 from .policy.household import Household, household_from_config
-from .lists.compile import compile_in_background
 from .policy.matcher import ListSource, Matcher, SnapshotError
 from .policy.rulepacks import Rules, load_rules
 from .policy.snapshot import (
