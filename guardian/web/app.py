@@ -240,6 +240,9 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     from .api import add_api
 
     add_api(app)
+    from .asking import add_requests  # the children's "Ask a parent" requests (issue 12)
+
+    add_requests(app)
     r.add_static("/static/", ROOT / "static", show_index=False)
     return app
 

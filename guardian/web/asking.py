@@ -1,0 +1,105 @@
+"""The parents' side of "Ask a parent": the dashboard's Requests page.
+
+Every page shows how many requests wait (a badge in the menu). A parent approves one for
+15 minutes, an hour, the rest of today or for good, or declines it with an optional
+message. An approval is the household service's ``allow`` of the request's suggested
+rule for its profile (through the control socket: audited, and the next query gets the
+new answer); the child's answer page and own page then say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from .app import ACCOUNTS, ENV, SETTINGS, Refused, _, act, form, reason_words, render, session_of, state_of, when
+from .asks import MESSAGE_MAX, Asks, BadNote, NotOpen
+
+ASKS: web.AppKey[Asks] = web.AppKey("asks", Asks)
+LENGTHS = {"900": 900, "3600": 3600}  # seconds; "today" and "always" are words
+
+
+def _zone(request: web.Request) -> ZoneInfo:
+    return request.app[SETTINGS].zone
+
+
+async def requests_page(request: web.Request) -> web.StreamResponse:
+    session_of(request)
+    state = await state_of(request)
+    zone = _zone(request)
+    now = float(state.get("now") or 0)
+    names = {c["id"]: c.get("name") or c["id"] for c in (*state.get("categories", []), *state.get("services", []))}
+    rows = []
+    for a in await asyncio.to_thread(request.app[ASKS].listing):
+        rows.append({
+            "ask": a, "asked": when(a.time, zone, now),
+            "why": reason_words({"reason": a.reason, "category": names.get(a.category, a.category),
+                                 "service": names.get(a.service, a.service) if a.service else ""}),
+            "decided": when(a.decided_at, zone, now) if a.decided_at else "",
+            "until": when(a.until, zone, now) if a.state == "approved" and a.until is not None else "",
+        })
+    return render(request, "requests.html", {"rows": rows, "message_max": MESSAGE_MAX})
+
+
+def _ident(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise Refused(404, _("No such request.")) from None
+
+
+async def approve(request: web.Request) -> web.StreamResponse:
+    session = session_of(request)
+    data = await form(request)
+    asks = request.app[ASKS]
+    made = await asyncio.to_thread(asks.get, _ident(request))
+    if made is None or made.state != "new":
+        raise Refused(409, _("This request was answered already or has expired."))
+    length = data.get("for", "")
+    fields: dict[str, Any] = {}
+    if length in LENGTHS:
+        fields["for"] = LENGTHS[length]
+    elif length == "today":
+        fields["at"] = "23:59"
+    elif length != "always":
+        raise Refused(400, _("Choose for how long."))
+    answer = await act(request, "allow", ("request approved", made.rule, f"{made.profile} {length}"),
+                       domain=made.rule, profile=made.profile, **fields)
+    until = answer.get("until")
+    try:
+        await asyncio.to_thread(asks.decide, made.id, "approved", session.account.name,
+                                float(until) if isinstance(until, (int, float)) and math.isfinite(until) else None)
+    except NotOpen:
+        raise Refused(409, _("This request was answered already or has expired.")) from None
+    raise web.HTTPSeeOther("/requests")
+
+
+async def decline(request: web.Request) -> web.StreamResponse:
+    session = session_of(request)
+    data = await form(request)
+    ident = _ident(request)
+    try:
+        await asyncio.to_thread(request.app[ASKS].decide, ident, "declined", session.account.name, None,
+                                data.get("message", ""))
+    except BadNote:
+        raise Refused(400, _("The message is too long: at most %(count)s characters.") % {"count": MESSAGE_MAX}
+                      ) from None
+    except NotOpen:
+        raise Refused(409, _("This request was answered already or has expired.")) from None
+    await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, "request declined", str(ident), "")
+    raise web.HTTPSeeOther("/requests")
+
+
+def add_requests(app: web.Application) -> None:
+    """The Requests page and the menu's badge (``open_requests()`` in every template)."""
+    settings = app[SETTINGS]
+    app[ASKS] = Asks(settings.data_dir, retention_days=settings.store.event_days)
+    app[ENV].globals["open_requests"] = app[ASKS].count_open
+    app.router.add_get("/requests", requests_page)
+    app.router.add_post("/requests/{id}/approve", approve)
+    app.router.add_post("/requests/{id}/decline", decline)
+
