@@ -46,6 +46,7 @@ dns:
   upstreams: [udp://127.0.0.1:{up_port}]
   rate_limit: 0
   rebind_allow: [10bet.com]  # the "real" 10bet.com of this test is on loopback
+pack_lists: false
 dashboard:
   listen: ["127.0.0.1:{web_port}"]
   blockpage_listen: ["127.0.0.1:{page_port}"]
@@ -423,3 +424,17 @@ def login(box: Box) -> Any:
     token = re.search(r'name="csrf" value="([^"]+)"', body).group(1)  # type: ignore[union-attr]
     return lambda method, path, form=None: call(method, path, form, cookie, token)[0]
 
+
+
+@pytest.mark.parametrize(("lang", "ask_words", "mine_words"), [
+    ("fr-FR,fr;q=0.9", "Demander à un parent", "Cet appareil sur le réseau"),
+    ("es", "Pedir permiso a un adulto", "Este dispositivo en la red"),
+    ("ru", "Спросить родителя", "Это устройство в сети"),
+    ("zh-CN,zh;q=0.8", "问问家长", "这台设备在网络上"),
+    ("ar", "اسأل أحد والديك", "هذا الجهاز على الشبكة"),
+])
+def test_the_childs_pages_speak_the_browsers_language(box: Box, lang: str, ask_words: str, mine_words: str) -> None:
+    _s, _h, body = box.page("GET", "1xbet.com", source=OTHER, headers={"Accept-Language": lang})
+    assert ask_words in body
+    _s, _h, body = box.page("GET", "guardian.lan", source=OTHER, headers={"Accept-Language": lang})
+    assert mine_words in body and ('dir="rtl"' in body) == lang.startswith("ar")
