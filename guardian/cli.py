@@ -244,7 +244,7 @@ def check_config(path: str) -> int:
     from . import config
 
     settings = config.load(path)
-    for warning in default_profile_warnings(path, settings):
+    for warning in [*default_profile_warnings(path, settings), *blockpage_warnings(path, settings)]:
         print(warning, file=sys.stderr)
     print(f"{path}: OK ({len(settings.dns.listen)} listen addresses, {len(settings.dns.upstreams)} upstreams)")
     from .provision import files_for
@@ -252,6 +252,47 @@ def check_config(path: str) -> int:
     for provision_file in files_for(path):  # checked by config.load with the configuration
         print(f"{provision_file}: OK (provisioning)")
     return 0
+
+
+def blockpage_warnings(path: str, settings: object) -> list[str]:
+    """A warning when a profile answers blocked names with the box's address (``block_mode:
+    blockpage``) but no block page is there: none configured, or only on addresses the
+    answers may not point at (they are the address the device reaches the box on, unless
+    ``dns.local_addresses`` fixes them)."""
+    from .config import Settings
+    from .policy.household import household_from_config
+    from .policy.rulepacks import load_rules
+
+    assert isinstance(settings, Settings)
+    try:
+        rules = load_rules()
+    except ConfigError:
+        return []
+    household, problems = household_from_config(
+        settings.household, rules.template_profiles(), categories=rules.categories, services=rules.services
+    )
+    using = [p.name for p in household.profiles if p.block_mode == "blockpage"]
+    if problems or not using:
+        return []
+    hosts = {host for host, _port in settings.dashboard.blockpage_listen}
+    where = f"{path}:{settings.household_line or 1}: warning: profile {using[0]!r} uses block_mode: blockpage"
+    if not hosts:
+        return [f"{where}, but dashboard.blockpage_listen is not set: a blocked site gets 'connection refused' "
+                "instead of the block page. Set it (port 80 on a box, e.g. [\"0.0.0.0:80\", \"[::]:80\"])"]
+    if hosts & {"0.0.0.0", "::", ""}:
+        return []
+    fixed = set(settings.dns.local_addresses)
+    if fixed and fixed <= hosts:
+        return []
+    import ipaddress
+
+    with contextlib.suppress(ValueError):
+        if all(ipaddress.ip_address(h).is_loopback for h, _p in (*settings.dashboard.blockpage_listen,
+                                                                *settings.dns.listen)):
+            return []  # a trial on one machine: its clients are loopback and so are their answers
+    return [f"{where}, and dashboard.blockpage_listen serves only {', '.join(sorted(hosts))}: blocked names "
+            "answer the address each device reaches the box on, which may be another. Set dns.local_addresses "
+            "to the block page's address, or listen on 0.0.0.0:80 and [::]:80"]
 
 
 def default_profile_warnings(path: str, settings: object) -> list[str]:
