@@ -362,9 +362,11 @@ def test_a_hostile_note_and_host_are_shown_escaped(box: Box, chromium: Any) -> N
         p.fill("#password", PASSWORD)
         p.click("form[action='/login'] button")
         p.wait_for_url(box.dashboard + "/")
+        p.set_viewport_size({"width": 375, "height": 800})
         p.goto(box.dashboard + "/requests")
         assert HOSTILE in p.locator("main").inner_text()  # shown as the text it is
         assert p.locator("main img").count() == 0 and not alerts
+        shot(p, "parent-requests", 375)
     finally:
         context.close()
 

@@ -1,0 +1,53 @@
+"""The requests file (data_dir/web/requests.db) on a fake clock: the limits, expiry after a
+day unanswered, an answer only to an open request, retention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guardian.web.asks import OPEN_SECONDS, AlreadyAsked, Asks, NotOpen, TooMany
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(asks: Asks, name: str, asker: str = "d:Sam's tablet") -> int:
+    return asks.create(asker=asker, device="Sam's tablet", client="192.168.1.23", profile="Sam", name=name,
+                       rule=name, reason="category", category="gambling").id
+
+
+def test_limits_expiry_answers_and_retention(tmp_path: Path) -> None:
+    clock = Clock()
+    asks = Asks(tmp_path, clock, retention_days=90)
+    first = make(asks, "10bet.com")
+    with pytest.raises(AlreadyAsked) as open_one:
+        make(asks, "10bet.com")
+    assert open_one.value.ask.id == first
+    for name in ("a.example", "b.example", "c.example", "d.example"):
+        make(asks, name)
+    with pytest.raises(TooMany):
+        make(asks, "e.example")
+    make(asks, "e.example", asker="d:Other")  # another device has its own five
+    clock.now += 3601
+    assert asks.count_open() == 6
+    declined = asks.decide(first, "declined", "Alex", message="Not now")
+    assert declined.state == "declined" and declined.decided_by == "Alex" and declined.message == "Not now"
+    with pytest.raises(NotOpen):
+        asks.decide(first, "approved", "Alex")
+    again = make(asks, "10bet.com")  # answered: the child may ask again (a new hour)
+    clock.now += OPEN_SECONDS + 1
+    assert asks.get(again) is not None and asks.count_open() == 0
+    asks.expire()
+    assert asks.get(again).state == "expired"  # type: ignore[union-attr]
+    with pytest.raises(NotOpen):
+        asks.decide(again, "approved", "Alex")
+    clock.now += 91 * 86400
+    asks.expire()
+    assert asks.get(first) is None and asks.listing() == []
