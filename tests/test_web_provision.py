@@ -52,6 +52,7 @@ def test_the_first_account_needs_the_boxs_setup_code_and_guesses_are_throttled(d
 def test_the_dashboard_wears_the_brand(dash) -> None:
     _, headers, page, _ = dash.http("GET", "/login")
     assert "Kidnet &lt;Home&gt;" in page and "<Home>" not in page  # escaped like everything else
+    assert "<bdi>Kidnet &lt;Home&gt;</bdi>" in page  # kept whole in a right-to-left page
     assert '<link rel="stylesheet" href="/brand/brand.css">' in page
     status, headers, css, _ = dash.http("GET", "/brand/brand.css")
     assert status == 200 and headers["content-type"].startswith("text/css")
