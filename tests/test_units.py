@@ -59,11 +59,13 @@ def test_notify_with_a_watchdog_and_always_restarted(unit):
     assert d["MemoryDenyWriteExecute"] == ["yes"] and d["MemoryMax"]
 
 
-def test_each_process_has_its_own_user_and_only_the_dns_process_has_capabilities():
+def test_each_process_has_its_own_user_and_the_dashboard_may_only_bind_port_80():
     dns, web = directives("guardian.service"), directives("guardian-web.service")
     assert dns["User"] == ["guardian"] and web["User"] == ["guardian-web"]
     assert set(dns["CapabilityBoundingSet"][0].split()) == {"CAP_NET_BIND_SERVICE", "CAP_NET_RAW"}
-    assert web["CapabilityBoundingSet"] == [""] and web["AmbientCapabilities"] == [""]
+    # The child's block page is on port 80: that one capability, no raw sockets, nothing else.
+    assert web["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
+    assert web["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
     assert "AF_PACKET" not in web["RestrictAddressFamilies"][0]
     # The dashboard writes only its own folder; it reads the rest through group guardian.
     assert web["StateDirectory"] == ["guardian/web"] and web["SupplementaryGroups"] == ["guardian"]
