@@ -51,3 +51,29 @@ def test_limits_expiry_answers_and_retention(tmp_path: Path) -> None:
     clock.now += 91 * 86400
     asks.expire()
     assert asks.get(first) is None and asks.listing() == []
+
+
+def test_an_approval_keeps_what_it_allowed_and_a_first_version_file_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    from guardian.web.asks import MIGRATIONS
+
+    path = tmp_path / "web" / "requests.db"
+    path.parent.mkdir()
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0][1])
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO requests (key, time, asker, profile, name, rule, service, state)"
+                 " VALUES ('k', 1799999000, 'd:Sam', 'Sam', 'i.ytimg.com', 'ytimg.com', 'youtube', 'approved')")
+    conn.commit()
+    conn.close()
+    asks = Asks(tmp_path, Clock())
+    old = asks.get(1)
+    assert old is not None and old.name == "i.ytimg.com" and old.allowed == ""  # kept, nothing invented
+    ident = make(asks, "www.youtube.com")
+    assert asks.decide(ident, "approved", "Alex", None, "", "service").allowed == "service"
+    assert asks.get(ident).as_dict()["allowed"] == "service"  # type: ignore[union-attr]
+    declined = asks.decide(make(asks, "10bet.com"), "declined", "Alex", None, "", "service")
+    assert declined.allowed == ""  # a decline allows nothing
+    with pytest.raises(Exception, match="the rule or the service"):
+        asks.decide(make(asks, "a.example"), "approved", "Alex", None, "", "everything")

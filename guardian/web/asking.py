@@ -2,9 +2,20 @@
 
 Every page shows how many requests wait (a badge in the menu). A parent approves one for
 15 minutes, an hour, the rest of today or for good, or declines it with an optional
-message. An approval is the household service's ``allow`` of the request's suggested
-rule for its profile (through the control socket: audited, and the next query gets the
-new answer); the child's answer page and own page then say so.
+message. An approval goes through the control socket (audited; the next query gets the
+new answer) and the child's answer page and own page then say so:
+
+- for a while: the household service's ``allow`` of the request's rule (the list rule
+  that matched, which covers its subdomains) until then;
+- for good, when the profile blocks the request's named service on its own: the service
+  comes off the profile's ``services`` (``profile-set``), so every domain of it answers
+  and its schedules and budgets still count. A service is a profile's switch in the
+  household model, not a list of domains a parent keeps: putting each of its domains
+  on the allow list would go stale when the rule pack changes the service's domains,
+  and would lift bedtime for it too (the allow list beats schedules);
+- for good otherwise (a category, the deny list, a schedule; or a service whose
+  category the profile blocks too, which taking the service off would not change):
+  the rule goes on the profile's allow list.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from .app import ACCOUNTS, ENV, SETTINGS, Refused, _, act, form, reason_words, render, session_of, state_of, when
-from .asks import MESSAGE_MAX, Asks, BadNote, NotOpen
+from .asks import MESSAGE_MAX, Ask, Asks, BadNote, NotOpen
 
 ASKS: web.AppKey[Asks] = web.AppKey("asks", Asks)
 LENGTHS = {"900": 900, "3600": 3600}  # seconds; "today" and "always" are words
@@ -25,6 +36,30 @@ LENGTHS = {"900": 900, "3600": 3600}  # seconds; "today" and "always" are words
 
 def _zone(request: web.Request) -> ZoneInfo:
     return request.app[SETTINGS].zone
+
+
+def service_to_allow(made: Ask, state: dict[str, Any]) -> str:
+    """The service an "always" approval of ``made`` takes off its profile's blocked
+    services: when the profile blocks that service and its block decided, and the
+    profile does not block the service's category too (then only the rule would help);
+    else ''."""
+    if not made.service or made.reason != "service":
+        return ""
+    profile = next((p for p in state.get("household", {}).get("profiles", []) if p.get("name") == made.profile), None)
+    if profile is None or made.service not in profile.get("services", ()):
+        return ""
+    service: dict[str, Any] = next((s for s in state.get("services", []) if s.get("id") == made.service), {})
+    if service.get("category") and service["category"] in profile.get("categories", ()):
+        return ""
+    return made.service
+
+
+def _rule_words(rule: str) -> str:
+    return _("%(rule)s and its subdomains") % {"rule": rule}
+
+
+def _service_words(name: str) -> str:
+    return _("%(service)s (the service)") % {"service": name}
 
 
 async def requests_page(request: web.Request) -> web.StreamResponse:
@@ -35,12 +70,16 @@ async def requests_page(request: web.Request) -> web.StreamResponse:
     names = {c["id"]: c.get("name") or c["id"] for c in (*state.get("categories", []), *state.get("services", []))}
     rows = []
     for a in await asyncio.to_thread(request.app[ASKS].listing):
+        service = service_to_allow(a, state) if a.state == "new" else (a.service if a.allowed == "service" else "")
         rows.append({
             "ask": a, "asked": when(a.time, zone, now),
-            "why": reason_words({"reason": a.reason, "category": names.get(a.category, a.category),
+            "why": reason_words({"reason": a.reason, "category": "" if a.reason == "service" and a.service
+                                 else names.get(a.category, a.category),
                                  "service": names.get(a.service, a.service) if a.service else ""}),
             "decided": when(a.decided_at, zone, now) if a.decided_at else "",
             "until": when(a.until, zone, now) if a.state == "approved" and a.until is not None else "",
+            "rule_words": _rule_words(a.rule), "service_words": _service_words(names.get(service, service))
+            if service else "",
         })
     return render(request, "requests.html", {"rows": rows, "message_max": MESSAGE_MAX})
 
@@ -67,12 +106,25 @@ async def approve(request: web.Request) -> web.StreamResponse:
         fields["at"] = "23:59"
     elif length != "always":
         raise Refused(400, _("Choose for how long."))
-    answer = await act(request, "allow", ("request approved", made.rule, f"{made.profile} {length}"),
-                       domain=made.rule, profile=made.profile, **fields)
-    until = answer.get("until")
+    service = ""
+    if length == "always" and made.service:
+        state = await state_of(request)
+        service = service_to_allow(made, state)
+    if service:
+        profile = next(p for p in state["household"]["profiles"] if p.get("name") == made.profile)
+        # Based on the revision read: a parent's edit meanwhile is refused, not overwritten.
+        await act(request, "profile-set", ("request approved", service, f"{made.profile} always service"),
+                           profile=made.profile, revision=state.get("revision"),
+                           set={"services": [s for s in profile.get("services", []) if s != service]})
+        until = None
+    else:
+        answer = await act(request, "allow", ("request approved", made.rule, f"{made.profile} {length}"),
+                           domain=made.rule, profile=made.profile, **fields)
+        until = answer.get("until")
     try:
         await asyncio.to_thread(asks.decide, made.id, "approved", session.account.name,
-                                float(until) if isinstance(until, (int, float)) and math.isfinite(until) else None)
+                                float(until) if isinstance(until, (int, float)) and math.isfinite(until) else None,
+                                "", "service" if service else "rule")
     except NotOpen:
         raise Refused(409, _("This request was answered already or has expired.")) from None
     raise web.HTTPSeeOther("/requests")

@@ -6,7 +6,8 @@ A request records who asked (the device's name and the client address; neither i
 limits), the profile, the blocked name, what to allow (the matched list rule, else the
 name; and the service when one decided), why it was blocked, the child's note, when,
 and the parent's answer: state (new, approved, declined, expired), who, when, until
-when (None: for good) and an optional message.
+when (None: for good), what it allowed (``rule``: the rule, ``service``: the whole service,
+taken off the profile's blocked services) and an optional message.
 
 Limits against flooding the parents: one open request per device and name, at most
 ``PER_HOUR`` a device an hour (every request counts, answered or not). A request no
@@ -47,9 +48,11 @@ CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, key TEXT NOT NULL, 
 CREATE INDEX IF NOT EXISTS requests_asker ON requests (asker, time);
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state, time);
 """),
+    (2, "ALTER TABLE requests ADD COLUMN allowed TEXT NOT NULL DEFAULT '';"),
 ]
+ALLOWED = ("rule", "service")  # what an approval allowed: the request's rule, or its whole service
 _FIELDS = ("id", "key", "time", "asker", "device", "client", "profile", "name", "rule", "service", "category",
-           "reason", "note", "state", "decided_by", "decided_at", "until", "message")
+           "reason", "note", "state", "decided_by", "decided_at", "until", "message", "allowed")
 
 
 class AlreadyAsked(GuardianError):
@@ -92,6 +95,7 @@ class Ask:
     decided_at: float | None
     until: float | None  # an approval's end (None: for good, or not approved)
     message: str
+    allowed: str  # an approval's: "rule" (the rule) or "service" (the whole service); "" before
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in _FIELDS if f != "key"}
@@ -211,10 +215,14 @@ class Asks:
             finally:
                 conn.close()
 
-    def decide(self, ident: int, state: str, who: str, until: float | None = None, message: str = "") -> Ask:
-        """A parent's answer to an open request (``approved`` or ``declined``)."""
+    def decide(self, ident: int, state: str, who: str, until: float | None = None, message: str = "",
+               allowed: str = "rule") -> Ask:
+        """A parent's answer to an open request (``approved`` or ``declined``); ``allowed``
+        says what an approval allowed (ALLOWED)."""
         if state not in ("approved", "declined"):
             raise GuardianError(f"an answer is approved or declined, not {state!r}")
+        if allowed not in ALLOWED:
+            raise GuardianError(f"an approval allows the rule or the service, not {allowed!r}")
         message = clean_text(message, MESSAGE_MAX, "message")
         now = self.clock()
         with self._lock:
@@ -222,8 +230,9 @@ class Asks:
             try:
                 self._tidy(conn, now)
                 cur = conn.execute("UPDATE requests SET state = ?, decided_by = ?, decided_at = ?, until = ?,"
-                                   " message = ? WHERE id = ? AND state = 'new'",
-                                   (state, who, now, until, message, ident))
+                                   " message = ?, allowed = ? WHERE id = ? AND state = 'new'",
+                                   (state, who, now, until, message, allowed if state == "approved" else "",
+                                    ident))
             finally:
                 conn.close()
         if cur.rowcount != 1:
