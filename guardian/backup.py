@@ -8,6 +8,8 @@ Guardian's version, the time, and each member's size and SHA-256) and:
 - ``data/household.db``: profiles, devices' profiles, schedules, budgets, overrides;
 - ``data/web/web.db``: the dashboard's accounts (passwords only as their scrypt hashes),
   API tokens (hashed) and account events; sessions are dropped (everyone signs in again);
+- ``data/web/requests.db``: the children's "ask a parent" requests and their answers
+  (a backup without it, from before, leaves the box's requests as they are);
 - ``data/audit.db``: who changed what;
 - ``data/guardian.db`` only with ``--with-queries``: the query log, the risk events, the
   usage and the device registry (it can be large).
@@ -17,7 +19,8 @@ Guardian runs. A restore needs Guardian stopped. It checks the whole archive fir
 Guardian backup, every checksum, every database intact and not from a newer Guardian)
 and refuses it with a clear message otherwise, touching nothing. Then the files it
 replaces are moved to ``data_dir/before-restore-<time>/`` (nothing stored is lost) and
-the archive's files put in their place with the owners and modes of the files they replace.
+the archive's files put in their place with the owners and modes of the files they replace
+(a database the box did not have yet gets its folder's owner: ``web/`` is the dashboard's).
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ FORMAT = "guardian-backup"
 VERSION = 1
 CONFIG_MEMBER = "config/guardian.yaml"
 # Archive member -> its path under data_dir.
-DATABASES = {"data/household.db": "household.db", "data/web/web.db": "web/web.db", "data/audit.db": "audit.db",
-             "data/guardian.db": "guardian.db"}
+DATABASES = {"data/household.db": "household.db", "data/web/web.db": "web/web.db",
+             "data/web/requests.db": "web/requests.db", "data/audit.db": "audit.db", "data/guardian.db": "guardian.db"}
 MAX_MEMBER = 2 << 30  # 2 GiB: more than a Pi's query log ever holds
 
 
@@ -52,8 +55,10 @@ def _schemas() -> dict[str, int]:
     from .household.storage import SCHEMA_VERSION as HOUSEHOLD
     from .store.db import MIGRATIONS
     from .web.accounts import SCHEMA_VERSION as WEB
+    from .web.asks import MIGRATIONS as REQUESTS
 
-    return {"data/household.db": HOUSEHOLD, "data/web/web.db": WEB, "data/guardian.db": MIGRATIONS[-1][0]}
+    return {"data/household.db": HOUSEHOLD, "data/web/web.db": WEB, "data/web/requests.db": REQUESTS[-1][0],
+            "data/guardian.db": MIGRATIONS[-1][0]}
 
 
 def _copy_db(source: Path, target: Path) -> None:
@@ -254,6 +259,9 @@ def restore(settings: Any, archive: Path) -> tuple[list[str], Path | None]:
                     os.chown(new, st.st_uid, st.st_gid)
             else:
                 os.chmod(new, 0o600 if member != CONFIG_MEMBER else 0o640)
+                if os.geteuid() == 0 and member != CONFIG_MEMBER:  # the folder's owner: web/ is guardian-web's
+                    st = target.parent.stat()
+                    os.chown(new, st.st_uid, st.st_gid)
             for stale in (target.with_name(target.name + s) for s in ("-wal", "-shm", "-journal")):
                 stale.unlink(missing_ok=True)  # copied aside above; a stale WAL would replay on the new file
             shutil.move(str(new), str(target))  # a rename inside data_dir; a copy for the config

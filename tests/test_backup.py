@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -159,3 +160,76 @@ def test_a_backup_from_a_newer_guardian_is_refused(tmp_path, upstream):
         tar.addfile(info, io.BytesIO(body))
     result = cli("restore", "--config", str(cfg), str(newer))
     assert result.returncode == 1 and "was made by a newer Guardian" in result.stderr
+
+
+def test_the_parents_requests_are_backed_up_and_restored(tmp_path, upstream):
+    from guardian.web.asks import Asks
+
+    cfg, _port = setup(tmp_path, upstream.url)
+    var = tmp_path / "var"
+    archive = tmp_path / "box.tar.gz"
+    asks = Asks(var)
+    asked = asks.create(asker="d:Sam's tablet", device="Sam's tablet", client="192.168.1.23", profile="Sam",
+                        name="i.ytimg.com", rule="ytimg.com", service="youtube", reason="service", note="homework")
+    approved = asks.decide(asks.create(asker="d:Sam's tablet", device="Sam's tablet", client="192.168.1.23",
+                                       profile="Sam", name="10bet.com", rule="10bet.com").id,
+                           "approved", "mum", None, "", "rule")
+    before = asks.listing()
+    made = cli("backup", "--config", str(cfg), "--output", str(archive))
+    assert made.returncode == 0, made.stderr
+    assert "data/web/requests.db" in made.stdout
+    # After the backup: an answer, and a new request.
+    asks.decide(asked.id, "declined", "dad", None, "Not now")
+    asks.create(asker="d:Other", device="Other", client="192.168.1.24", profile="Sam", name="888.com", rule="888.com")
+    assert len(asks.listing()) == 3
+    stored = digests(var)
+
+    # A bad backup changes nothing: requests.db tampered with, or from a newer Guardian.
+    tampered = tmp_path / "tampered.tar.gz"
+    newer = tmp_path / "newer.tar.gz"
+    with tarfile.open(archive) as src:
+        members = [(m, src.extractfile(m).read()) for m in src.getmembers()]  # type: ignore[union-attr]
+    with tarfile.open(tampered, "w:gz") as dst:
+        for member, data in members:
+            dst.addfile(member, io.BytesIO(data.replace(b"homework", b"h0mework")
+                                           if member.name == "data/web/requests.db" else data))
+    future = tmp_path / "future.db"
+    future.write_bytes(dict((m.name, d) for m, d in members)["data/web/requests.db"])
+    with sqlite3.connect(future) as db:
+        db.execute("PRAGMA user_version = 99")
+    db.close()
+    manifest = json.loads(dict((m.name, d) for m, d in members)["guardian-backup.json"])
+    body = future.read_bytes()
+    manifest["files"]["data/web/requests.db"] = {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    with tarfile.open(newer, "w:gz") as dst:
+        for member, data in members:
+            if member.name == "guardian-backup.json":
+                data = json.dumps(manifest).encode()
+            elif member.name == "data/web/requests.db":
+                data = body
+            member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    for bad, message in ((tampered, "data/web/requests.db is damaged (its checksum does not match)"),
+                         (newer, "data/web/requests.db was written by a newer Guardian (schema 99")):
+        result = cli("restore", "--config", str(cfg), str(bad))
+        assert result.returncode == 1 and message in result.stderr, (bad, result.stderr)
+        assert digests(var) == stored, bad
+        assert len(Asks(var).listing()) == 3
+
+    restored = cli("restore", "--config", str(cfg), str(archive))
+    assert restored.returncode == 0, restored.stderr
+    again = Asks(var)
+    assert again.listing() == before  # the two requests, as they were when backed up
+    assert again.get(asked.id).state == "new" and again.get(asked.id).note == "homework"  # type: ignore[union-attr]
+    assert again.get(approved.id).decided_by == "mum"  # type: ignore[union-attr]
+
+    # A box that had no requests yet: the restored file belongs to the dashboard's folder's owner.
+    for stale in (var / "web").glob("requests.db*"):
+        stale.unlink()
+    if os.geteuid() == 0:
+        os.chown(var / "web", 4242, 4242)  # guardian-web on a box
+    restored = cli("restore", "--config", str(cfg), str(archive))
+    assert restored.returncode == 0, restored.stderr
+    kept = (var / "web" / "requests.db").stat()
+    assert (kept.st_uid, kept.st_gid) == ((var / "web").stat().st_uid, (var / "web").stat().st_gid)
+    assert Asks(var).listing() == before
