@@ -239,6 +239,7 @@ def _list_host(text: str) -> str:
 PROFILE_SCHEMA = mapping(
     {
         "name": string,
+        "id": string,  # stable across renames; written by export, made from the name if missing
         "template": string,
         "categories": listof(string, allow_single=True),
         "services": listof(string, allow_single=True),
@@ -319,6 +320,7 @@ SCHEMA = mapping(
                     mapping(
                         {
                             "name": string,
+                            "id": string,
                             "mac": converted(_mac),
                             "ip": converted(_network),
                             "hostname": string,

@@ -28,6 +28,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -40,9 +41,12 @@ from .policy.decide import decide
 from .policy.household import Household, household_from_config, household_to_dict
 from .policy.schedule import DAYS, parse_clock
 from .policy.snapshot import Snapshot, with_household, with_override
+from .printable import printable
 
 if TYPE_CHECKING:
     from .app import Guardian
+
+log = logging.getLogger(__name__)
 
 Action = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -60,8 +64,11 @@ def revision(household: Household) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+PROFILE_KINDS = ("pause-profile", "bonus", "allow-domain", "block-domain")  # overrides naming a profile
+
+
 def _edit(service: HouseholdService, payload: dict[str, Any], edit: Callable[[dict[str, Any]], None],
-          rename: tuple[str, str] | None = None) -> str:
+          rename: tuple[str, str] | None = None, kinds: tuple[str, ...] = ("pause-device",)) -> str:
     """Apply ``edit`` to the household's data inside the service's commit, check the
     result as the config is checked, and make it live. Returns the new revision."""
     base = payload.get("revision")
@@ -76,9 +83,9 @@ def _edit(service: HouseholdService, payload: dict[str, Any], edit: Callable[[di
         if problems:
             raise ConfigError(problems)
         new = with_household(snap, household)
-        if rename is not None:  # a renamed device keeps its pause
+        if rename is not None:  # a renamed device keeps its pause, a renamed profile its overrides
             for o in snap.overrides:
-                if o.kind == "pause-device" and o.target == rename[0]:
+                if o.kind in kinds and o.target == rename[0]:
                     new = with_override(new, dataclasses.replace(o, target=rename[1]))
         return keep_overrides(new, valid_in(household))
 
@@ -92,15 +99,19 @@ def _finite(until: float) -> float | None:
 
 
 def _profile(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """The profile called ``name``, or whose stable id it is (a page open since a rename)."""
     for p in data["profiles"]:
         if p["name"] == name:
+            return dict(p)
+    for p in data["profiles"]:
+        if p.get("id") == name:
             return dict(p)
     known = ", ".join(repr(p["name"]) for p in data["profiles"]) or "none"
     raise UnknownName(f"no profile is called {name!r} (profiles: {known})")
 
 
 def _replace_profile(data: dict[str, Any], name: str, new: dict[str, Any]) -> None:
-    data["profiles"] = [new if p["name"] == name else p for p in data["profiles"]]
+    data["profiles"] = [new if p["name"] == name or p.get("id") == name else p for p in data["profiles"]]
 
 
 def _strings(value: Any, what: str) -> list[str]:
@@ -386,7 +397,28 @@ def _profile_set_edits(service: HouseholdService) -> dict[str, Any]:
 
         return _edit(service, payload, edit)
 
-    return {"profile-add": profile_add, "profile-remove": profile_remove}
+    def profile_rename(payload: dict[str, Any]) -> str:
+        """Rename a profile: its id, devices, pause, bonus, allowed and blocked sites and
+        today's minutes stay with it (the store's history is renamed by the caller)."""
+        was, name = str(payload["profile"]), str(payload["name"]).strip()
+        if not name or len(name) > 40:
+            raise GuardianError("a profile name is 1 to 40 characters")
+        old = _profile(household_to_dict(service.household), was)["name"]
+
+        def edit(data: dict[str, Any]) -> None:
+            p = _profile(data, was)
+            if any(q["name"].casefold() == name.casefold() and q["name"] != p["name"] for q in data["profiles"]):
+                raise GuardianError(f"a profile is already called {name!r}")
+            _replace_profile(data, p["name"], {**p, "name": name})
+            for d in data["devices"]:
+                if d["profile"] == p["name"]:
+                    d["profile"] = name
+            if data.get("default_profile") == p["name"]:
+                data["default_profile"] = name
+
+        return _edit(service, payload, edit, rename=(old, name), kinds=PROFILE_KINDS)
+
+    return {"profile-add": profile_add, "profile-remove": profile_remove, "profile-rename": profile_rename}
 
 
 def _event_actions(guardian: Guardian) -> dict[str, Any]:
@@ -452,16 +484,52 @@ def dashboard_actions(guardian: Guardian) -> dict[str, Action]:
     service = guardian.household
     edits = {**_filter_edits(service), **_time_edits(service), **_device_edits(service), **_profile_set_edits(service)}
 
-    def writer(fn: Callable[[dict[str, Any]], str], message: str, locks: str = "profiles") -> Action:
+    def writer(fn: Callable[[dict[str, Any]], str], message: str, locks: str = "profiles",
+               renames: str = "") -> Action:
         async def act(payload: dict[str, Any]) -> dict[str, Any]:
             if locks and provision.is_locked(locks):
                 raise GuardianError(f"Managed by {provision.managed_by}: {locks} cannot be changed here")
+            old = _renamed(guardian, renames, payload)
             rev = await run(fn, payload)
+            if old is not None:
+                await _rename_history(guardian, renames, *old)
             return {"ok": True, "message": message, "data": {"revision": rev}}
         return act
 
     locks = {"device-set": "", "device-remove": ""}  # a device's profile is the parents' choice
     messages = {"profile-set": "profile saved", "profile-list": "list saved", "schedule-add": "schedule added",
                 "schedule-remove": "schedule removed", "budget-set": "budget saved", "profile-add": "profile added",
-                "profile-remove": "profile removed", "device-set": "device saved", "device-remove": "device forgotten"}
-    return {**reads, **{name: writer(fn, messages[name], locks.get(name, "profiles")) for name, fn in edits.items()}}
+                "profile-remove": "profile removed", "device-set": "device saved", "device-remove": "device forgotten",
+                "profile-rename": "profile renamed"}
+    renames = {"profile-rename": "profile", "device-set": "device"}
+    return {**reads, **{name: writer(fn, messages[name], locks.get(name, "profiles"), renames.get(name, ""))
+                        for name, fn in edits.items()}}
+
+
+def _renamed(guardian: Guardian, kind: str, payload: dict[str, Any]) -> tuple[str, str] | None:
+    """(old, new) when ``payload`` renames a profile or a device, before it is applied."""
+    if kind == "profile":
+        try:
+            old = _profile(household_to_dict(guardian.household.household), str(payload.get("profile")))["name"]
+        except UnknownName:
+            return None  # the edit says so
+        new = str(payload.get("name") or "").strip()
+    elif kind == "device":
+        old, new = str(payload.get("was") or ""), str(payload.get("name") or "").strip()
+    else:
+        return None
+    return (old, new) if old and new and old != new else None
+
+
+async def _rename_history(guardian: Guardian, kind: str, old: str, new: str) -> None:
+    """After a rename is saved: today's minutes (the meter, on this loop) and the stored
+    history follow the new name. The rename stands if the store cannot follow right now."""
+    if kind == "profile":
+        guardian.meter.rename(old, new)
+    try:
+        changed = await guardian.recorder.rename(kind, old, new)
+    except Exception as exc:  # noqa: BLE001 - the household is saved; history keeps the old name
+        log.warning("the %s %s was renamed %s, but its history could not follow: %s", kind,
+                    printable(old), printable(new), exc)
+        return
+    log.info("%s %s renamed %s: %d stored rows follow", kind, printable(old), printable(new), changed)

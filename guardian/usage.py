@@ -73,6 +73,18 @@ class UsageMeter:
         key = (profile, target, day)
         self._totals[key] = max(self._totals.get(key, 0), minutes)
 
+    def rename(self, old: str, new: str) -> None:
+        """A profile renamed: its minutes and sessions go with it (today's budget holds).
+        Called on the DNS loop, the one thread that observes."""
+        for (p, t), minute in list(self._last.items()):
+            if p == old:
+                del self._last[(p, t)]
+                self._last[(new, t)] = max(self._last.get((new, t), minute), minute)
+        for (p, t, d), n in list(self._totals.items()):
+            if p == old:
+                del self._totals[(p, t, d)]
+                self._totals[(new, t, d)] = self._totals.get((new, t, d), 0) + n
+
     def forget_before(self, day: date) -> None:
         """Drop totals of days before ``day`` (memory stays bounded)."""
         self._totals = {k: n for k, n in self._totals.items() if k[2] >= day}

@@ -8,9 +8,11 @@ data for ``guardian export``, so ``from(to(h)) == h``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..names import normalise_domain
@@ -67,6 +69,8 @@ class Profile:
     allow: tuple[str, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     budgets: tuple[Budget, ...] = ()
+    # Stable across renames: what the API and the dashboard's links address it by.
+    id: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         # "Block filter bypass" is one switch to a parent: the bypass category and
@@ -115,6 +119,42 @@ class Device:
     mac: str | None = None
     ip: Network | None = None
     hostname: str | None = None
+    id: str = field(default="", compare=False)  # stable across renames, like Profile.id
+
+
+ID_PATTERN = re.compile(r"[a-z]-[a-z0-9-]{1,40}")
+
+
+def make_id(prefix: str, name: str, taken: Collection[str]) -> str:
+    """A stable id for a new profile (``p``) or device (``d``): readable from the name
+    where it is ASCII ("p-sam"), from its digest otherwise ("p-3f2a9c1b"), never one in
+    ``taken``. Once stored it never changes, whatever the name becomes."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:24].strip("-")
+    if not slug:
+        slug = hashlib.sha256(name.encode()).hexdigest()[:8]
+    base = f"{prefix}-{slug}"
+    found, n = base, 2
+    while found in taken:
+        found, n = f"{base}-{n}", n + 1
+    return found
+
+
+def _take_id(raw: Mapping[str, Any], prefix: str, name: str, taken: set[str], where: str,
+             problems: list[str]) -> str:
+    """The id a stored or exported entry carries, else a new one from its name."""
+    given = raw.get("id")
+    if given is not None:
+        text = str(given)
+        if not ID_PATTERN.fullmatch(text) or not text.startswith(prefix + "-"):
+            problems.append(f"{where}.id: {text!r} is not an id ({prefix}- then letters, digits and -)")
+        elif text in taken:
+            problems.append(f"{where}.id: {text!r} is given twice")
+        else:
+            taken.add(text)
+            return text
+    found = make_id(prefix, name, taken)
+    taken.add(found)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +428,7 @@ def household_from_config(
     """
     data = data or {}
     problems: list[str] = []
+    taken: set[str] = set()  # profile and device ids given so far
     by_template = {template_key(name): value for name, value in (templates or {}).items()}
     profiles: list[Profile] = []
     for i, raw in enumerate(data.get("profiles", ()) or ()):
@@ -409,6 +450,7 @@ def household_from_config(
         if profile.name in {p.name for p in profiles}:
             problems.append(f"{where}.name: profile {profile.name!r} is given twice")
             continue
+        profile = replace(profile, id=_take_id(raw, "p", profile.name, taken, where, problems))
         problems.extend(_check_ids(profile, where, categories, services))
         profiles.append(profile)
     names = {p.name for p in profiles}
@@ -426,6 +468,7 @@ def household_from_config(
         except (KeyError, ValueError, TypeError) as exc:
             problems.append(f"{where}: {exc}")
             continue
+        device = replace(device, id=_take_id(raw, "d", device.name, taken, where, problems))
         if device.profile not in names:
             problems.append(f"{where}.profile: unknown profile {device.profile!r}")
         if not (device.mac or device.ip or device.hostname):
@@ -477,6 +520,8 @@ def household_to_dict(household: Household) -> dict[str, Any]:
     profiles: list[dict[str, Any]] = []
     for p in household.profiles:
         item: dict[str, Any] = {"name": p.name}
+        if p.id:
+            item["id"] = p.id
         if p.template:
             item["template"] = p.template
         item.update(
@@ -505,6 +550,8 @@ def household_to_dict(household: Household) -> dict[str, Any]:
     devices: list[dict[str, Any]] = []
     for d in household.devices:
         item = {"name": d.name}
+        if d.id:
+            item["id"] = d.id
         if d.mac:
             item["mac"] = d.mac
         if d.ip is not None:

@@ -131,6 +131,14 @@ class _Child:
                 raise StoreUnavailable(self.writer.last_error or "the database cannot be opened")
             return {"counters": self.writer.counters(),
                     "changed": set_event_state(self.writer.db.engine, message[1], message[2])}
+        elif kind == "rename":  # a parent renamed a profile or device: (kind, old, new)
+            from .rename import rename
+
+            if not self.writer.open() or self.writer.db is None:
+                raise StoreUnavailable(self.writer.last_error or "the database cannot be opened")
+            self.commit([])  # what was shipped before the rename is written under the old name first
+            return {"counters": self.writer.counters(),
+                    "changed": rename(self.writer, message[1], message[2], message[3])}
         if kind == "commit":
             self.commit(message[1])
         elif kind == "settings":

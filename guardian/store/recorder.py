@@ -307,6 +307,22 @@ class Recorder:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, change)
 
+    async def rename(self, kind: str, old: str, new: str) -> int:
+        """A parent renamed a profile or device: its stored history goes with it (written
+        by the one process that writes guardian.db). How many stored rows changed."""
+        await self.flush()  # records made under the old name are written under it first
+        if self.remote is not None:
+            return int(await self.remote.ask(("rename", kind, old, new), "changed"))
+        from .child import StoreUnavailable
+        from .rename import rename
+
+        def change() -> int:
+            if not self.writer.open() or self.writer.db is None:
+                raise StoreUnavailable(self.writer.last_error or "the database cannot be opened")
+            return rename(self.writer, kind, old, new)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, change)
+
     def _ship(self) -> None:
         """Send what was recorded since the last ship to the writer process (no wait)."""
         records, self._pending = self._pending, []

@@ -105,6 +105,15 @@ class RiskRules:
         self._open: dict[tuple[str, str, str], _Open] = {}
         self._touched: dict[str, _Open] = {}
 
+    def rename(self, kind: str, old: str, new: str) -> None:
+        """A profile or device renamed: open events carry the new name from now on (the
+        stored rows are renamed by store/rename.py)."""
+        for ev in self._open.values():
+            if kind == "profile" and ev.profile == old:
+                ev.profile = new
+            elif kind == "device" and ev.device == old:
+                ev.device = new
+
     def observe(self, rec: QueryRecord) -> None:
         found = classify(rec)
         if found is None:
