@@ -37,27 +37,15 @@ from .dns.upstreams.pool import UpstreamPool, resolve_via
 from .errors import ConfigError, GuardianError
 from .household.service import HouseholdService
 from .household.storage import HOUSEHOLD_DB, HouseholdStore, load_household, seed_digest
-from .lists.compile import compile_in_background
-from .lists.subscriptions import (
-    SERVICE_FIRST_ID,
-    ListSet,
-    ProcessDownloader,
-    Refresher,
-    Subscription,
-    collect_subscriptions,
-    local_list_sources,
-    schedule_path_watch,
-    schedule_refreshes,
-)
-from .policy.household import Household, household_from_config
-from .policy.matcher import ListSource, Matcher, SnapshotError
+from .lists.service import ListService, subscriptions_for
+from .lists.subscriptions import Subscription
+from .policy.household import household_from_config
+from .policy.matcher import Matcher
 from .policy.rulepacks import Rules, load_rules
 from .policy.snapshot import (
     MeterBudgets,
     PolicyHolder,
     build_from_rules,
-    service_sources,
-    with_matcher,
     with_zone,
 )
 from .store import Recorder
@@ -152,7 +140,6 @@ class Guardian:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.control: ControlServer | None = None
         self.scheduler: Any = None
-        self.refresher: Refresher | None = None
         self.watchdog: sdnotify.Watchdog | None = None
         self.started = time.monotonic()
         self.cache = Cache()
@@ -164,17 +151,19 @@ class Guardian:
         categories, services = self.rules.categories, self.rules.services
         loaded = load_household(store, seed, seed_digest(settings.household), clock(), categories=categories,
                                 services=services)
-        self.subscriptions = subscriptions_for(settings, self.rules, loaded.household)
+        subscriptions = subscriptions_for(settings, self.rules, loaded.household)
         # The session gap is the household's in force (the stored one once a parent changed
         # it), for both meters: the writer's (stored usage) and the DNS side's (budgets).
         gap = loaded.household.session_gap_minutes
         # The query log is written by a child process: see store/process.py for why.
         self.recorder = Recorder.from_settings(settings, session_gap=gap, process=True)
-        self.list_set: ListSet | None = None
         self.meter = UsageMeter(gap)
         self.policy = PolicyHolder(build_from_rules(loaded.household, Matcher.empty(), self.rules,
                                                     zone=settings.zone, overrides=loaded.overrides,
                                                     budgets=MeterBudgets(self.meter, settings.zone)))
+        # Load, recompile and swap of the block lists, and their refresh jobs.
+        self.lists = ListService(settings, self.rules, subscriptions, self.policy, self.recorder,
+                                 on_swap=self._invalidate)
         self.household = HouseholdService(self.policy, store, self.meter, zone=settings.zone, clock=clock,
                                           origin=loaded.origin, seed=loaded.seed,
                                           templates=self.rules.template_profiles(), categories=categories,
@@ -199,14 +188,16 @@ class Guardian:
         if gap != self.meter.session_gap:
             self.meter.session_gap = gap
             self.recorder.set_session_gap(gap)
-        subs = subscriptions_for(self.settings, self.rules, self.policy.current.household)
-        if subs != self.subscriptions and self.loop is not None:
-            self.loop.call_soon_threadsafe(self._resubscribe, subs)
+        self.lists.household_changed()
 
-    def _resubscribe(self, subs: list[Subscription]) -> None:
-        self.subscriptions = subs
-        if self.scheduler is not None:
-            self._schedule_lists()  # replaces the jobs; missing lists are fetched a minute later
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The lists the daemon downloads (the lists service's)."""
+        return self.lists.subscriptions
+
+    def _invalidate(self) -> None:
+        if self.server is not None:
+            self.server.invalidate()
 
     def _server_for(self, settings: Settings) -> DnsServer:
         server = DnsServer(self._handle, list(settings.dns.listen), **_server_limits(settings),
@@ -228,7 +219,7 @@ class Guardian:
 
         self.loop = asyncio.get_running_loop()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await self.load_lists()
+        await self.lists.load()
         await self.recorder.start()
         # After the recorder: it creates and migrates the database the registry lives in.
         self.discovery = self._discovery_for(self.settings)
@@ -240,12 +231,12 @@ class Guardian:
         # The opt-in anonymous weekly file (guardian/anonstats.py), once a week has ended.
         self.scheduler.add_job(self._anonymous_stats, "interval", hours=1, id="anonymous-stats",
                                next_run_time=datetime.now(self.settings.zone) + timedelta(seconds=60))
-        self._schedule_lists()
+        self.lists.start(self.scheduler)
         self.scheduler.start()
         await self._load_usage()
         self.server = self._server_for(self.settings)
         self.control = ControlServer(self.household, self.settings.data_dir / SOCKET_NAME,
-                                     {"refresh-lists": self._refresh_lists_now, "status": self._status,
+                                     {"refresh-lists": self.lists.refresh_now, "status": self._status,
                                       **dashboard_actions(self)})
         started = False
         try:
@@ -337,72 +328,6 @@ class Guardian:
     def _observe(self, profile: str, target: str, epoch: float) -> None:
         self.meter.observe(profile, target, epoch, self.settings.zone)
 
-    def _list_set(self) -> ListSet:
-        settings = self.settings
-        return local_list_sources(self.rules.categories.values(), settings.lists, self.subscriptions,
-                                  settings.data_dir / "lists" / "downloads",
-                                  base_dir=settings.path.parent if settings.path else None)
-
-    def _current_list_set(self) -> ListSet:
-        return self.list_set if self.list_set is not None else self._list_set()
-
-    def _sources(self, list_set: ListSet) -> list[ListSource]:
-        return [*list_set.sources, *service_sources(self.rules.services.values(), SERVICE_FIRST_ID)]
-
-    async def load_lists(self) -> None:
-        """Serve from the compiled snapshot on disk; compile it first if it is missing or stale.
-
-        Compiling runs in a thread, or a child process for big lists: DNS keeps answering
-        with the rules it has, and never waits for a download (those come later, from the
-        refresh jobs).
-        """
-        root = self.settings.data_dir / "lists"
-        list_set = await asyncio.to_thread(self._list_set)
-        marker = root / "sources.stamp"
-        try:
-            if marker.read_text() != list_set.fingerprint:
-                raise SnapshotError("lists changed")
-            matcher = Matcher.load(root)
-        except (OSError, SnapshotError):
-            matcher = await self._compile(list_set)
-        self.list_set = list_set
-        self._use(matcher)
-
-    async def recompile(self) -> None:
-        """A list changed (download, edited file): compile anew and swap the matcher in."""
-        list_set = await asyncio.to_thread(self._list_set)
-        try:
-            matcher = await self._compile(list_set)
-        except GuardianError as exc:
-            log.error("compiling the lists failed, keeping the current ones: %s", exc)
-            self.recorder.system_event("lists", f"compiling the lists failed: {exc}")
-            return
-        self.list_set = list_set
-        self._use(matcher)
-        log.info("lists recompiled: %d lists", len(matcher.lists))
-
-    async def _compile(self, list_set: ListSet) -> Matcher:
-        root = self.settings.data_dir / "lists"
-        await compile_in_background(self._sources(list_set), root)
-        (root / "sources.stamp").write_text(list_set.fingerprint)
-        return Matcher.load(root)
-
-    def _use(self, matcher: Matcher) -> None:
-        self.policy.update(lambda snap: with_matcher(snap, matcher))
-        if self.server is not None:
-            self.server.invalidate()
-
-    def _schedule_lists(self) -> None:
-        settings = self.settings
-        # The list hosts are resolved through the upstreams, never through Guardian's own
-        # filtering: a blocked list host must not leave the box without rules. Each
-        # download runs in a child process (see ProcessDownloader).
-        downloader = ProcessDownloader(settings.data_dir / "lists" / "downloads", settings.dns.plain_resolvers,
-                                       ca_file=settings.dns.tls_ca_file,
-                                       allow_private_hosts=settings.lists_allow_private_hosts)
-        self.refresher = schedule_refreshes(self.scheduler, self.subscriptions, downloader, self.recompile)
-        schedule_path_watch(self.scheduler, self._current_list_set, self.recompile)
-
     async def _status(self, _payload: dict[str, Any]) -> dict[str, Any]:
         """``guardian status``: what the daemon is doing, for an operator (JSON-ready)."""
         data = self.status()
@@ -411,16 +336,6 @@ class Guardian:
     def status(self) -> dict[str, Any]:
         """Counters since start: DNS, upstreams, cache, guard, store, lists, devices, memory."""
         return status.collect(self)
-
-    async def _refresh_lists_now(self, _payload: dict[str, Any]) -> dict[str, Any]:
-        """``guardian lists --refresh`` with the daemon running: download every subscription
-        now, as the daemon (its user, its download processes); answer once the lists that
-        changed are compiled and in use."""
-        if self.refresher is None or not self.refresher.subs:
-            return {"ok": True, "message": "no lists to download (no url: lists, no rule-pack lists in use)"}
-        statuses = await self.refresher.run()
-        lines = [f"{s.name}: {s.outcome}" + (f" ({s.last_error})" if s.last_error else "") for s in statuses]
-        return {"ok": True, "message": "\n".join(lines)}
 
     async def reload(self, settings: Settings) -> None:
         """Apply new settings without dropping queries: build, then swap references.
@@ -457,9 +372,7 @@ class Guardian:
         self.settings = settings
         if self.server is not None:
             self.server.invalidate()
-        subs = subscriptions_for(settings, self.rules, self.policy.current.household)
-        if subs != self.subscriptions:  # url: lists or pack_lists changed
-            self._resubscribe(subs)
+        await self.lists.apply(settings)  # new subscriptions; a recompile when the lists changed
         await asyncio.sleep(self.settings.dns.upstream_timeout * 3)  # let queries on the old chain finish
         await old.pool.close()
 
@@ -507,11 +420,3 @@ def household_of(settings: Settings, rules: Rules) -> Any:
         where = f"{settings.path or '<config>'}:{settings.household_line}"
         raise ConfigError([f"{where}: {problem}" for problem in problems])
     return household
-
-
-def subscriptions_for(settings: Settings, rules: Rules, household: Household) -> list[Subscription]:
-    """Lists to download: the config's url: lists, and (unless ``pack_lists: false``) the
-    rule packs' public lists of the categories some profile of the household turns on
-    (nothing else is fetched)."""
-    enabled = {c for p in household.profiles for c in p.categories} if settings.pack_lists else set()
-    return collect_subscriptions(settings.lists, rules.categories.values(), fetch=enabled)

@@ -349,7 +349,8 @@ def show_lists(path: str, refresh: bool = False) -> int:
     import datetime
 
     from . import config
-    from .app import household_of, subscriptions_for
+    from .app import household_of
+    from .lists.service import subscriptions_for
     from .lists.subscriptions import format_status_table, statuses_for
     from .policy.matcher import Matcher, SnapshotError
     from .policy.rulepacks import load_rules
