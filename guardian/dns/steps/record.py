@@ -3,10 +3,12 @@
 Sits below the guard (refused floods are counted there, not logged row by row) and
 above policy, so blocked and rewritten answers are logged with the reason that
 decided them. ``record()`` is an O(1) append; the store writes in batches elsewhere.
+A sink that fails loses the record, never the answer (counted, logged once a minute).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Collection
 from typing import Protocol
@@ -15,6 +17,8 @@ from ...store.records import QueryRecord
 from ...verdicts import Action, Outcome, Reason
 from ..chain import Answer, Next, Query, then
 from ..wire import REFUSED, SERVFAIL
+
+log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
@@ -71,17 +75,37 @@ def record_of(query: Query, now: float, services: Collection[str] = ()) -> Query
 
 
 class Record:
+    LOG_EVERY = 60.0  # seconds between log lines about a failing sink
+
     def __init__(self, sink: Sink, clock: Callable[[], float] = time.time, services: Collection[str] = ()) -> None:
         self.sink = sink
         self.clock = clock  # the daemon's "now", as the policy sees it
         self.services = frozenset(services)  # service ids (budget targets that are not categories)
+        self.failed = 0  # records lost to a failing sink
+        self._last_log = -1e9
 
     def resolve(self, query: Query, nxt: Next) -> Answer:
-        def log(answer: bytes) -> bytes:
-            rec = record_of(query, self.clock(), self.services)
-            self.sink.record(rec)
-            sink, clock = self.sink, self.clock
-            query.repeat = lambda _epoch: sink.repeat(rec, clock())
+        def logged(answer: bytes) -> bytes:
+            try:
+                rec = record_of(query, self.clock(), self.services)
+                self.sink.record(rec)
+            except Exception:  # noqa: BLE001 - the query log never costs a device its answer
+                self._lost()
+                return answer
+            query.repeat = lambda _epoch: self._repeat(rec)
             return answer
 
-        return then(nxt(query), log)
+        return then(nxt(query), logged)
+
+    def _repeat(self, rec: QueryRecord) -> None:
+        try:
+            self.sink.repeat(rec, self.clock())
+        except Exception:  # noqa: BLE001 - as for record()
+            self._lost()
+
+    def _lost(self) -> None:
+        self.failed += 1
+        now = time.monotonic()
+        if now - self._last_log >= self.LOG_EVERY:
+            self._last_log = now
+            log.exception("query log: a record was lost (%d so far); the answer was sent", self.failed)
