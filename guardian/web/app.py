@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -220,6 +221,7 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     r.add_post("/activity/seen", events_seen)
     r.add_get("/profiles/{name}", profile_page)
     r.add_post("/profiles/{name}/remove", profile_remove)
+    r.add_post("/profiles/{name}/rename", profile_rename)
     r.add_post("/profiles/{name}/filters", profile_filters)
     r.add_post("/profiles/{name}/list", profile_list)
     r.add_post("/profiles/{name}/schedule", profile_schedule)
@@ -376,8 +378,8 @@ async def form(request: web.Request) -> dict[str, str]:
 
 # The control actions that change a setting a telco may lock (provision.py LOCKABLE). A
 # parent's everyday actions (pause, bonus, allow for a while, devices) are not settings.
-LOCKED_BY_ACTION = {a: "profiles" for a in ("profile-add", "profile-remove", "profile-set", "profile-list",
-                                            "schedule-add", "schedule-remove", "budget-set")}
+LOCKED_BY_ACTION = {a: "profiles" for a in ("profile-add", "profile-remove", "profile-rename", "profile-set",
+                                            "profile-list", "schedule-add", "schedule-remove", "budget-set")}
 LOCKED_LABELS = {"upstreams": N_("Upstream resolvers"), "profiles": N_("Profiles and their filters"),
                  "default_profile": N_("Profile for new devices"), "privacy.mode": N_("Privacy mode"),
                  "privacy.query_days": N_("How long the query log is kept"),
@@ -1082,10 +1084,24 @@ async def activity_allow(request: web.Request) -> web.StreamResponse:
 
 
 def find_profile(state: dict[str, Any], name: str) -> dict[str, Any]:
+    """The profile by its name, or by its stable id (a link kept from before a rename)."""
     for p in state["household"]["profiles"]:
         if p["name"] == name:
             return dict(p)
+    for p in state["household"]["profiles"]:
+        if p.get("id") == name:
+            return dict(p)
     raise web.HTTPNotFound(reason=_("No such profile."))
+
+
+async def profile_rename(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    state = await state_of(request)
+    was = find_profile(state, request.match_info["name"])["name"]
+    name = data.get("name", "").strip()
+    await act(request, "profile-rename", ("profile renamed", was, name), profile=was, name=name,
+              revision=data.get("revision") or None)
+    raise web.HTTPSeeOther(f"/profiles/{quote(name, safe='')}")
 
 
 async def profile_page(request: web.Request) -> web.StreamResponse:
