@@ -23,14 +23,14 @@ from guardian.web.accounts import Accounts, db_path
 
 pytestmark = pytest.mark.slow
 
-KID, TEEN, BOTH = "127.0.0.2", "127.0.0.4", "127.0.0.5"
+KID, TEEN, BOTH, API = "127.0.0.2", "127.0.0.4", "127.0.0.5", "127.0.0.6"
 
 CONFIG = """
 dns:
   listen: ["127.0.0.1:{dns_port}"]
   upstreams: [udp://127.0.0.1:{up_port}]
   rate_limit: 0
-  rebind_allow: [10bet.com, youtube.com, youtu.be, ytimg.com, tiktok.com, tiktokcdn.com]  # the "real" sites are on loopback
+  rebind_allow: [10bet.com, 22bet.com, youtube.com, youtu.be, ytimg.com, tiktok.com, tiktokcdn.com]  # the "real" sites are on loopback
 pack_lists: false
 dashboard:
   listen: ["127.0.0.1:{web_port}"]
@@ -54,15 +54,19 @@ household:
       categories: [social]
       services: [tiktok]
       block_mode: blockpage
+    - name: Api
+      categories: [gambling]
+      block_mode: blockpage
     - name: Adult
       categories: []
   devices:
     - {{name: Kid tablet, ip: 127.0.0.2, profile: Kid}}
     - {{name: Teen phone, ip: 127.0.0.4, profile: Teen}}
     - {{name: Both phone, ip: 127.0.0.5, profile: Both}}
+    - {{name: Api tablet, ip: 127.0.0.6, profile: Api}}
 """
 NAMES = ["www.10bet.com", "casino.10bet.com", "i.ytimg.com", "s.ytimg.com", "www.youtube.com", "youtu.be",
-         "www.tiktok.com", "m.tiktok.com", "v16.tiktokcdn.com"]
+         "www.tiktok.com", "m.tiktok.com", "v16.tiktokcdn.com", "m.10bet.com", "22bet.com", "www.22bet.com"]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +93,33 @@ def ask(box: Box, name: str, source: str) -> int:
     found = re.search(r"/asked/(\d+)", headers["location"])
     assert found
     return int(found.group(1))
+
+
+def call(box: Box, method: str, path: str, form: dict[str, str] | None = None, cookie: str = "",
+         csrf: str = "") -> tuple[int, dict[str, str], str]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", box.web_port, timeout=10)
+    headers = {"Host": f"127.0.0.1:{box.web_port}", "Cookie": cookie}
+    body = urllib.parse.urlencode({**(form or {}), "csrf": csrf}) if method == "POST" else None
+    if body:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    text = r.read().decode()
+    conn.close()
+    return r.status, {"set-cookie": "; ".join(r.headers.get_all("Set-Cookie") or [])}, text
+
+
+def sign_in(box: Box) -> str:
+    """A parent's session cookie (``name=value``), signed in through the login form."""
+    _s, h, body = call(box, "GET", "/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', body)
+    assert csrf
+    status, h2, _b = call(box, "POST", "/login", {"name": PARENT, "password": PASSWORD},
+                          h["set-cookie"].split(";")[0], csrf.group(1))
+    assert status == 303, status
+    return h2["set-cookie"].split(";", 1)[0]
 
 
 def parent(box: Box) -> Callable[..., tuple[int, str]]:
@@ -213,3 +244,106 @@ def test_always_on_a_service_its_blocked_category_still_covers_allows_the_rule(b
     assert wait_for(lambda: answer(box, "m.tiktok.com", BOTH) == [SITE], what="the rule")
     both = profile_of(box, "Both")
     assert both["services"] == ["tiktok"] and both["allow"] == ["tiktok.com"]
+
+
+# --- the JSON API -------------------------------------------------------------------------------
+
+
+def api(box: Box, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        ) -> tuple[int, Any]:
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", box.web_port, timeout=10)
+    h = {"Host": f"127.0.0.1:{box.web_port}", **(headers or {})}
+    data = None
+    if body is not None:
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        h["Content-Type"] = "application/json"
+    conn.request(method, "/api/v1" + path, body=data, headers=h)
+    r = conn.getresponse()
+    text = r.read().decode()
+    conn.close()
+    return r.status, json.loads(text) if text else None
+
+
+def test_the_api_lists_requests_by_state_and_answers_them(box: Box) -> None:
+    import json
+
+    first, second, third = ask(box, "m.10bet.com", API), ask(box, "22bet.com", API), ask(box, "www.22bet.com", API)
+    assert api(box, "GET", "/requests")[0] == 401  # no session, no token
+    cookie = sign_in(box)
+    session = {"Cookie": cookie}
+    status, found = api(box, "GET", "/requests?state=new", headers=session)
+    assert status == 200, found
+    mine = {r["id"]: r for r in found["requests"] if r["profile"] == "Api"}
+    assert set(mine) == {first, second, third}
+    row = mine[first]
+    assert (row["name"], row["rule"], row["device"], row["client"], row["state"], row["always_allows"]) == (
+        "m.10bet.com", "10bet.com", "Api tablet", API, "new", "rule")
+    assert "key" not in row  # the child's link secret stays on the child's side
+    assert [r["state"] for r in found["requests"]] == ["new"] * len(found["requests"])
+    assert api(box, "GET", "/requests?state=maybe", headers=session) == (
+        400, {"error": "state: one of new, approved, declined, expired"})
+
+    # A cookie session's change needs its CSRF token (as the pages' forms do).
+    assert api(box, "POST", f"/requests/{first}/approve", {"for": 900}, session)[0] == 403
+    csrf = api(box, "GET", "/session", headers=session)[1]["csrf"]
+    with_csrf = {**session, "X-CSRF-Token": csrf}
+    for bad in ({"for": "forever"}, {"for": 60}, {"for": True}, {}):
+        status, answer = api(box, "POST", f"/requests/{first}/approve", bad, with_csrf)
+        assert status == 400 and "for:" in answer["error"], (bad, answer)
+    assert api(box, "POST", f"/requests/{first}/approve", "[1, 2]", with_csrf)[0] == 400
+    assert answer_of(box, "m.10bet.com") == ["127.0.0.1"]  # nothing changed
+    status, answer = api(box, "POST", f"/requests/{first}/approve", {"for": 900}, with_csrf)
+    assert status == 200, answer
+    made = answer["request"]
+    assert made["state"] == "approved" and made["decided_by"] == PARENT and made["allowed"] == "rule"
+    assert abs(made["until"] - (made["decided_at"] + 900)) < 5
+    assert wait_for(lambda: answer_of(box, "m.10bet.com") == [SITE], what="the approved rule")
+    assert api(box, "POST", f"/requests/{first}/approve", {"for": "always"}, with_csrf)[0] == 409  # answered
+    assert api(box, "POST", "/requests/99999/approve", {"for": "3600"}, with_csrf)[0] == 404
+    assert api(box, "POST", "/requests/nope/decline", {}, with_csrf)[0] == 404
+
+    # An API token needs no CSRF token; a decline keeps its message, and allows nothing.
+    accounts = Accounts(db_path(box.data))
+    account = accounts.find(PARENT)
+    assert account is not None
+    bearer = {"Authorization": f"Bearer {accounts.create_token(account, 'telco app')}"}
+    status, answer = api(box, "POST", f"/requests/{second}/decline", {"message": "x" * 201}, bearer)
+    assert status == 400 and "at most 200" in answer["error"]
+    status, answer = api(box, "POST", f"/requests/{second}/decline", {"message": "Not on a school night"}, bearer)
+    assert status == 200, answer
+    assert answer["request"]["state"] == "declined" and answer["request"]["message"] == "Not on a school night"
+    assert answer_of(box, "22bet.com") == ["127.0.0.1"]
+    status, answer = api(box, "POST", f"/requests/{third}/approve", {"for": "today"}, bearer)
+    assert status == 200 and answer["request"]["until"] is not None, answer
+    assert wait_for(lambda: answer_of(box, "www.22bet.com") == [SITE], what="today's approval")
+
+    status, found = api(box, "GET", "/requests?state=approved", headers=bearer)
+    assert {first, third} <= {r["id"] for r in found["requests"]} and second not in {
+        r["id"] for r in found["requests"]}
+    status, found = api(box, "GET", "/requests?state=declined", headers=bearer)
+    assert [r["id"] for r in found["requests"] if r["profile"] == "Api"] == [second]
+    # Both acted as the parent's account, in the dashboard's audit log and the daemon's.
+    assert any(r["action"] == "request declined" and r["target"] == str(second) and r["account"] == PARENT
+               for r in accounts.audit_log())
+    assert any(r["action"] == "allow" and r["account"] == PARENT and r["target"] == "Api" and "10bet.com" in json.dumps(r)
+               for r in audit.read(box.data))
+
+
+def test_the_api_approves_a_service_request_for_good(box: Box) -> None:
+    cookie = sign_in(box)
+    csrf = api(box, "GET", "/session", headers={"Cookie": cookie})[1]["csrf"]
+    headers = {"Cookie": cookie, "X-CSRF-Token": csrf}
+    ident = ask(box, "v16.tiktokcdn.com", TEEN)  # Teen blocks the tiktok service only
+    found = {r["id"]: r for r in api(box, "GET", "/requests?state=new", headers=headers)[1]["requests"]}
+    assert found[ident]["service"] == "tiktok" and found[ident]["always_allows"] == "service"
+    status, answer = api(box, "POST", f"/requests/{ident}/approve", {"for": "always"}, headers)
+    assert status == 200 and answer["request"]["allowed"] == "service" and answer["request"]["until"] is None
+    assert wait_for(lambda: answer_of(box, "v16.tiktokcdn.com", TEEN) == [SITE], what="the service")
+    assert profile_of(box, "Teen")["services"] == []
+
+
+def answer_of(box: Box, name: str, source: str = API) -> list[str]:
+    return answer(box, name, source)

@@ -77,3 +77,26 @@ def test_an_approval_keeps_what_it_allowed_and_a_first_version_file_is_upgraded(
     assert declined.allowed == ""  # a decline allows nothing
     with pytest.raises(Exception, match="the rule or the service"):
         asks.decide(make(asks, "a.example"), "approved", "Alex", None, "", "everything")
+
+
+STATE = {"household": {"profiles": [{"name": "Sam", "categories": ["gambling"], "services": ["youtube"]},
+                                    {"name": "Both", "categories": ["video"], "services": ["youtube"]}]},
+         "services": [{"id": "youtube", "name": "YouTube", "category": "video"}]}
+
+
+@pytest.mark.parametrize(("profile", "service", "reason", "locked", "expected"), [
+    ("Sam", "youtube", "service", False, "youtube"),  # the profile's own service block: off its services
+    ("Both", "youtube", "service", False, ""),  # its category blocks it too: only the rule helps
+    ("Sam", "youtube", "service", True, ""),  # the provisioning locks the profiles' filters
+    ("Sam", "youtube", "schedule", False, ""),  # bedtime decided, not the service block
+    ("Sam", "", "category", False, ""),
+    ("Gone", "youtube", "service", False, ""),  # no such profile any more
+])
+def test_what_always_allows(tmp_path: Path, profile: str, service: str, reason: str, locked: bool,
+                            expected: str) -> None:
+    from guardian.web.asking import service_to_allow
+
+    asks = Asks(tmp_path, Clock())
+    made = asks.create(asker="d:Sam", device="Sam", client="", profile=profile, name="i.ytimg.com", rule="ytimg.com",
+                       service=service, reason=reason)
+    assert service_to_allow(made, STATE, locked) == expected

@@ -17,7 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from .app import CONTROL, HISTORY, Refused, act, activity_filter, audit_log, digest, session_of, state_of
+from .app import CONTROL, HISTORY, PROVISION, Refused, act, activity_filter, audit_log, digest, session_of, state_of
+from .asking import ASKS, LENGTHS, approve_ask, decline_ask, request_id, service_to_allow
+from .asks import STATES
 
 PREFIX = "/api/v1"
 
@@ -103,9 +105,63 @@ async def post_profile(request: web.Request) -> web.Response:
     return web.json_response({"message": answer.get("message", "")})
 
 
+async def get_requests(request: web.Request) -> web.Response:
+    state = request.query.get("state") or None
+    if state is not None and state not in STATES:
+        raise Refused(400, f"state: one of {', '.join(STATES)}")
+    asks = await asyncio.to_thread(request.app[ASKS].listing, 50, state)
+    house = await state_of(request) if any(a.state == "new" and a.service for a in asks) else {}
+    locked = request.app[PROVISION].is_locked("profiles")
+    rows = []
+    for a in asks:
+        row = a.as_dict()
+        row["always_allows"] = ("service" if service_to_allow(a, house, locked) else "rule") if a.state == "new" \
+            else None
+        rows.append(row)
+    return web.json_response({"requests": rows})
+
+
+async def post_request_approve(request: web.Request) -> web.Response:
+    body = await _json(request)
+    length = body.get("for")
+    if isinstance(length, bool) or not isinstance(length, (int, str)) or str(length) not in (*LENGTHS, "today",
+                                                                                            "always"):
+        raise Refused(400, "for: 900, 3600, \"today\" or \"always\"")
+    made = await approve_ask(request, request_id(request), str(length))
+    return web.json_response({"request": made.as_dict()})
+
+
+async def post_request_decline(request: web.Request) -> web.Response:
+    body = await _json(request)
+    message = body.get("message", "")
+    if not isinstance(message, str):
+        raise Refused(400, "message: a string")
+    made = await decline_ask(request, request_id(request), message)
+    return web.json_response({"request": made.as_dict()})
+
+
 _OBJ: dict[str, Any] = {"type": "object"}
 _MSG = {"type": "object", "properties": {"message": {"type": "string"}}}
 _NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "a profile"}]
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}, "description": "a request"}]
+_NULLS = {"type": ["string", "null"]}
+_ASK = {"type": "object", "description": "A child's request from the block page (device and client empty in "
+        "anonymous privacy mode)", "properties": {
+            "id": {"type": "integer"}, "time": {"type": "number", "description": "epoch seconds"},
+            "device": {"type": "string"}, "client": {"type": "string"}, "profile": {"type": "string"},
+            "name": {"type": "string", "description": "the blocked name"},
+            "rule": {"type": "string", "description": "the list rule that matched (it covers its subdomains)"},
+            "service": {"type": "string", "description": "the named service whose block decided, or ''"},
+            "category": {"type": "string"}, "reason": {"type": "string"}, "note": {"type": "string"},
+            "state": {"enum": list(STATES)}, "decided_by": {"type": "string"},
+            "decided_at": {"type": ["number", "null"]},
+            "until": {"type": ["number", "null"], "description": "an approval's end; null: for good"},
+            "message": {"type": "string", "description": "a decline's message"},
+            "allowed": {"enum": ["rule", "service", ""], "description": "what an approval allowed"},
+            "always_allows": {"enum": ["rule", "service", None],
+                              "description": "(listing, open requests) what approving always would allow: the "
+                                             "rule on the profile's allow list, or the service off its services"}}}
+_ANSWER = {"type": "object", "properties": {"request": _ASK}}
 
 # (method, path, handler, summary, request body schema, response schema, parameters)
 ROUTES: list[tuple[str, str, Any, str, dict[str, Any] | None, dict[str, Any], list[dict[str, Any]]]] = [
@@ -134,6 +190,20 @@ ROUTES: list[tuple[str, str, Any, str, dict[str, Any] | None, dict[str, Any], li
      {"type": "object", "required": ["domain", "profile"],
       "properties": {"domain": {"type": "string"}, "profile": {"type": "string"},
                      "seconds": {"type": "integer"}}}, _MSG, []),
+    ("GET", "/requests", get_requests, "The children's requests: open ones first (oldest first), then the "
+     "answered, newest first", None, {"type": "object", "properties": {"requests": {"type": "array", "items": _ASK}}},
+     [{"name": "state", "in": "query", "required": False, "schema": {"enum": list(STATES)},
+       "description": "only the requests in this state"}]),
+    ("POST", "/requests/{id}/approve", post_request_approve, "Approve a request for 15 minutes (900), an hour "
+     "(3600), the rest of today or always: a timed approval allows the rule for its profile; always puts it on "
+     "the profile's allow list, or takes a service the profile blocks off its services (404 unknown, 409 "
+     "answered or expired)",
+     {"type": "object", "required": ["for"],
+      "properties": {"for": {"oneOf": [{"enum": [900, 3600]}, {"enum": ["900", "3600", "today", "always"]}]}}},
+     _ANSWER, _ID),
+    ("POST", "/requests/{id}/decline", post_request_decline, "Decline a request, with an optional message for "
+     "the child (at most 200 characters; 404 unknown, 409 answered or expired)",
+     {"type": "object", "properties": {"message": {"type": "string", "maxLength": 200}}}, _ANSWER, _ID),
     ("POST", "/profiles", post_profile, "Add a child's profile from a rule-pack template (403 `setting` when "
      "the provisioning locks profiles)",
      {"type": "object", "required": ["name", "template"],

@@ -27,7 +27,21 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from .app import ACCOUNTS, ENV, SETTINGS, Refused, _, act, form, reason_words, render, session_of, state_of, when
+from .app import (
+    ACCOUNTS,
+    ENV,
+    PROVISION,
+    SETTINGS,
+    Refused,
+    _,
+    act,
+    form,
+    reason_words,
+    render,
+    session_of,
+    state_of,
+    when,
+)
 from .asks import MESSAGE_MAX, Ask, Asks, BadNote, NotOpen
 
 ASKS: web.AppKey[Asks] = web.AppKey("asks", Asks)
@@ -38,12 +52,13 @@ def _zone(request: web.Request) -> ZoneInfo:
     return request.app[SETTINGS].zone
 
 
-def service_to_allow(made: Ask, state: dict[str, Any]) -> str:
+def service_to_allow(made: Ask, state: dict[str, Any], locked: bool = False) -> str:
     """The service an "always" approval of ``made`` takes off its profile's blocked
     services: when the profile blocks that service and its block decided, and the
     profile does not block the service's category too (then only the rule would help);
-    else ''."""
-    if not made.service or made.reason != "service":
+    else ''. Also '' when the provisioning locks the profiles (``locked``): the rule's
+    allow is a parent's everyday action, a profile's filters are not."""
+    if locked or not made.service or made.reason != "service":
         return ""
     profile = next((p for p in state.get("household", {}).get("profiles", []) if p.get("name") == made.profile), None)
     if profile is None or made.service not in profile.get("services", ()):
@@ -52,6 +67,10 @@ def service_to_allow(made: Ask, state: dict[str, Any]) -> str:
     if service.get("category") and service["category"] in profile.get("categories", ()):
         return ""
     return made.service
+
+
+def _profiles_locked(request: web.Request) -> bool:
+    return bool(request.app[PROVISION].is_locked("profiles"))
 
 
 def _rule_words(rule: str) -> str:
@@ -69,8 +88,9 @@ async def requests_page(request: web.Request) -> web.StreamResponse:
     now = float(state.get("now") or 0)
     names = {c["id"]: c.get("name") or c["id"] for c in (*state.get("categories", []), *state.get("services", []))}
     rows = []
+    locked = _profiles_locked(request)
     for a in await asyncio.to_thread(request.app[ASKS].listing):
-        service = service_to_allow(a, state) if a.state == "new" else (a.service if a.allowed == "service" else "")
+        service = service_to_allow(a, state, locked) if a.state == "new" else (a.service if a.allowed == "service" else "")
         rows.append({
             "ask": a, "asked": when(a.time, zone, now),
             "why": reason_words({"reason": a.reason, "category": "" if a.reason == "service" and a.service
@@ -84,21 +104,25 @@ async def requests_page(request: web.Request) -> web.StreamResponse:
     return render(request, "requests.html", {"rows": rows, "message_max": MESSAGE_MAX})
 
 
-def _ident(request: web.Request) -> int:
+def request_id(request: web.Request) -> int:
+    """The path's request id (404 when it is no number)."""
     try:
         return int(request.match_info["id"])
     except ValueError:
         raise Refused(404, _("No such request.")) from None
 
 
-async def approve(request: web.Request) -> web.StreamResponse:
+async def approve_ask(request: web.Request, ident: int, length: str) -> Ask:
+    """Approve request ``ident`` for ``length`` (LENGTHS' keys, ``today``, ``always``) as
+    the signed-in parent; the request as answered. Refused: unknown (404), answered
+    already (409), no such length (400)."""
     session = session_of(request)
-    data = await form(request)
     asks = request.app[ASKS]
-    made = await asyncio.to_thread(asks.get, _ident(request))
-    if made is None or made.state != "new":
+    made = await asyncio.to_thread(asks.get, ident)
+    if made is None:
+        raise Refused(404, _("No such request."))
+    if made.state != "new":
         raise Refused(409, _("This request was answered already or has expired."))
-    length = data.get("for", "")
     fields: dict[str, Any] = {}
     if length in LENGTHS:
         fields["for"] = LENGTHS[length]
@@ -106,43 +130,56 @@ async def approve(request: web.Request) -> web.StreamResponse:
         fields["at"] = "23:59"
     elif length != "always":
         raise Refused(400, _("Choose for how long."))
-    service = ""
+    service, state = "", {}
     if length == "always" and made.service:
         state = await state_of(request)
-        service = service_to_allow(made, state)
+        service = service_to_allow(made, state, _profiles_locked(request))
+    until: Any = None
     if service:
         profile = next(p for p in state["household"]["profiles"] if p.get("name") == made.profile)
         # Based on the revision read: a parent's edit meanwhile is refused, not overwritten.
         await act(request, "profile-set", ("request approved", service, f"{made.profile} always service"),
-                           profile=made.profile, revision=state.get("revision"),
-                           set={"services": [s for s in profile.get("services", []) if s != service]})
-        until = None
+                  profile=made.profile, revision=state.get("revision"),
+                  set={"services": [s for s in profile.get("services", []) if s != service]})
     else:
         answer = await act(request, "allow", ("request approved", made.rule, f"{made.profile} {length}"),
                            domain=made.rule, profile=made.profile, **fields)
         until = answer.get("until")
     try:
-        await asyncio.to_thread(asks.decide, made.id, "approved", session.account.name,
-                                float(until) if isinstance(until, (int, float)) and math.isfinite(until) else None,
-                                "", "service" if service else "rule")
+        return await asyncio.to_thread(
+            asks.decide, made.id, "approved", session.account.name,
+            float(until) if isinstance(until, (int, float)) and math.isfinite(until) else None, "",
+            "service" if service else "rule")
     except NotOpen:
         raise Refused(409, _("This request was answered already or has expired.")) from None
-    raise web.HTTPSeeOther("/requests")
 
 
-async def decline(request: web.Request) -> web.StreamResponse:
+async def decline_ask(request: web.Request, ident: int, message: str) -> Ask:
+    """Decline request ``ident`` with an optional ``message`` as the signed-in parent."""
     session = session_of(request)
-    data = await form(request)
-    ident = _ident(request)
+    asks = request.app[ASKS]
+    if await asyncio.to_thread(asks.get, ident) is None:
+        raise Refused(404, _("No such request."))
     try:
-        await asyncio.to_thread(request.app[ASKS].decide, ident, "declined", session.account.name, None,
-                                data.get("message", ""))
+        made = await asyncio.to_thread(asks.decide, ident, "declined", session.account.name, None, message)
     except BadNote:
         raise Refused(400, _("The message is too long: at most %(count)s characters.") % {"count": MESSAGE_MAX}
                       ) from None
     except NotOpen:
         raise Refused(409, _("This request was answered already or has expired.")) from None
     await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, "request declined", str(ident), "")
+    return made
+
+
+async def approve(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    await approve_ask(request, request_id(request), data.get("for", ""))
+    raise web.HTTPSeeOther("/requests")
+
+
+async def decline(request: web.Request) -> web.StreamResponse:
+    data = await form(request)
+    await decline_ask(request, request_id(request), data.get("message", ""))
     raise web.HTTPSeeOther("/requests")
 
 

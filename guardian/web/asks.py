@@ -192,9 +192,16 @@ class Asks:
         self.expire()
         return self._rows("WHERE asker = ? AND time >= ? ORDER BY id DESC LIMIT 50", (asker, since))
 
-    def listing(self, limit: int = 50) -> list[Ask]:
-        """Open requests first (oldest first: the longest waiting), then the answered, newest first."""
+    def listing(self, limit: int = 50, state: str | None = None) -> list[Ask]:
+        """Open requests first (oldest first: the longest waiting), then the answered, newest
+        first; only those in ``state`` (STATES) when given."""
+        if state is not None and state not in STATES:
+            raise GuardianError(f"a request's state is one of {', '.join(STATES)}, not {state!r}")
         self.expire()
+        if state == "new":
+            return self._rows("WHERE state = 'new' ORDER BY id LIMIT ?", (limit,))
+        if state is not None:
+            return self._rows("WHERE state = ? ORDER BY coalesce(decided_at, time) DESC LIMIT ?", (state, limit))
         return (self._rows("WHERE state = 'new' ORDER BY id LIMIT ?", (limit,))
                 + self._rows("WHERE state != 'new' ORDER BY coalesce(decided_at, time) DESC LIMIT ?", (limit,)))
 
