@@ -177,7 +177,7 @@ class Rebind:
             record.rr = [rr for rr in record.rr if not _is_private_rr(rr)]
             record.auth = [rr for rr in record.auth if not _is_private_rr(rr)]
             record.ar = [rr for rr in record.ar if not _is_private_rr(rr)]
-            for rr in record.rr:
+            for rr in (*record.rr, *record.auth, *record.ar):  # an alias's target may come as additional data
                 _without_private_hints(rr)
             record.header.ad = 0  # no longer the answer as validated upstream
             screened = bytes(record.pack())

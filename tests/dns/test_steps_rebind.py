@@ -143,3 +143,20 @@ def test_an_answer_on_its_way_is_screened_when_it_arrives(query, fake_next, run)
     pending = step.resolve(query("attacker.example"), fake_next(zone([("", "A", "10.0.0.1")]), wait=True, upstream=True))
     assert not isinstance(pending, bytes)
     assert run(pending).rr == [] and step.dropped == 1
+
+
+def test_private_hints_in_an_additional_https_record_go_too(query, fake_next, run):
+    # An alias-mode HTTPS answer may carry its target's ServiceMode record as additional data.
+    def upstream(q: Query) -> bytes:
+        out = DNSRecord.parse(q.data).reply()
+        out.add_answer(RR(out.q.qname, QTYPE.HTTPS, ttl=300, rdata=HTTPS.fromZone(["0", "pool.example."])))
+        out.add_ar(RR("pool.example.", QTYPE.HTTPS, ttl=300, rdata=HTTPS.fromZone(
+            ["1", ".", "alpn=h2", "ipv4hint=192.168.1.1,93.184.216.34"])))
+        return bytes(out.pack())
+
+    step = Rebind()
+    reply = run(step.resolve(query("svc.example", "HTTPS"), fake_next(upstream, upstream=True)))
+    [extra] = reply.ar
+    text = extra.rdata.toZone()
+    assert "93.184.216.34" in text and "192.168.1.1" not in text
+    assert step.dropped == 1
