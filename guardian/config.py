@@ -348,9 +348,12 @@ def load(path: str | os.PathLike[str]) -> Settings:
         raise ConfigError([f"{path}:1: not UTF-8 text"]) from None
     settings = parse(text, str(path), base=path.parent)
     # A telco's provision.yaml (+ provision.d/) beside the file: checked here too, FILE:LINE.
+    from . import choices
     from .provision import apply_to, load_for
 
-    return apply_to(settings, load_for(path))
+    provision = load_for(path)
+    # The parents' choices from the dashboard (data_dir/choices.yaml) over both, unless locked.
+    return choices.apply(apply_to(settings, provision), choices.read(settings.data_dir), provision.locked)
 
 
 def parse(text: str, filename: str = "<config>", base: Path | None = None) -> Settings:

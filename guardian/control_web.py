@@ -469,7 +469,38 @@ def _settings_actions(guardian: Guardian) -> dict[str, Any]:
                       for st in lists],
         }}
 
-    return {"settings": settings}
+    async def settings_set(payload: dict[str, Any]) -> dict[str, Any]:
+        """Change the filtering service's settings a parent may choose (``upstreams``,
+        ``privacy``, ``query_days``, ``event_days``, ``timezone``): checked like the config,
+        kept in data_dir/choices.yaml, applied at once as a reload would. A locked one is
+        refused; nothing is written when any value is wrong."""
+        from . import choices
+        from .provision import load_for
+
+        changes = {k: payload[k] for k in choices.LOCKS if k in payload}
+        if not changes:
+            raise GuardianError(f"say what to change: {', '.join(choices.LOCKS)}")
+        provision = load_for(guardian.settings.path) if guardian.settings.path is not None else None
+        for key in changes:
+            lock = choices.LOCKS[key]
+            if provision is not None and lock and provision.is_locked(lock):
+                raise GuardianError(f"Managed by {provision.managed_by}: {lock} cannot be changed here")
+        if "upstreams" in changes and (not isinstance(changes["upstreams"], list)
+                                       or not all(isinstance(u, str) for u in changes["upstreams"])):
+            raise GuardianError("upstreams is a list of addresses or URLs")
+        data_dir = guardian.settings.data_dir
+        merged, text = await run(choices.check, data_dir, changes)
+        locked = provision.locked if provision is not None else frozenset()
+        new = choices.apply(guardian.settings, merged, locked)
+        was = guardian.settings.privacy.mode
+        await run(choices.save, data_dir, text)
+        await guardian.reload(new)
+        if new.privacy.mode == "anonymous" and was != "anonymous":
+            await guardian.recorder.run_retention()  # who asked what is erased now, not within the hour
+        log.info("settings changed from the dashboard: %s", printable(", ".join(sorted(changes))))
+        return {"ok": True, "message": "settings saved", "data": {"changed": sorted(changes)}}
+
+    return {"settings": settings, "settings-set": settings_set}
 
 
 def dashboard_actions(guardian: Guardian) -> dict[str, Action]:

@@ -109,7 +109,9 @@ def dash(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
                        ).start()
     dns_port, web_port = free_port(), free_port(__import__("socket").SOCK_STREAM)
     config = base / "guardian.yaml"
-    config.write_text(CONFIG.format(dns_port=dns_port, up_port=upstream.port, web_port=web_port, data=base / "var"))
+    extra = getattr(request.module, "CONFIG_EXTRA", "")  # a module may add top-level keys
+    config.write_text(CONFIG.format(dns_port=dns_port, up_port=upstream.port, web_port=web_port, data=base / "var")
+                      + extra)
     provision = getattr(request.module, "PROVISION", "")  # a module may ship a telco's provision.yaml
     if provision:
         (base / "provision.yaml").write_text(provision)

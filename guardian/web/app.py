@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
-from .. import metrics, sdnotify
+from .. import choices, metrics, sdnotify
 from ..config import Settings
 from ..errors import ConfigError, GuardianError
 from ..provision import Provision, load_for, verify_setup_code
@@ -239,6 +239,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     r.add_post("/settings/language", set_language)
     r.add_post("/settings/tokens", add_token)
     r.add_post("/settings/tokens/revoke", revoke_token)
+    r.add_post("/settings/service", service_settings)
+    r.add_post("/settings/lists/refresh", refresh_lists)
     from .api import add_api
 
     add_api(app)
@@ -1200,7 +1202,7 @@ async def profile_budget(request: web.Request) -> web.StreamResponse:
 # --- settings ----------------------------------------------------------------------------------------
 
 
-async def settings_page(request: web.Request, new_token: str = "") -> web.StreamResponse:
+async def settings_page(request: web.Request, new_token: str = "", notice: str = "") -> web.StreamResponse:
     session = session_of(request)
     accounts = request.app[ACCOUNTS]
     zone = request.app[SETTINGS].zone
@@ -1225,9 +1227,56 @@ async def settings_page(request: web.Request, new_token: str = "") -> web.Stream
             item["updated"] = when(item["last_update"], zone, now) if item["last_update"] else ""
             item["tried"] = when(item["last_attempt"], zone, now) if item["last_attempt"] else ""
         service["privacy_words"] = _(PRIVACY_WORDS.get(service["privacy"], service["privacy"]))
+        service["privacy_choices"] = [(mode, _(words)) for mode, words in PRIVACY_WORDS.items()]
     return render(request, "settings.html", {"accounts": accounts.accounts(), "audit": audit, "health": health,
                                              "service": service,
-                                             "sessions": sessions, "tokens": tokens, "new_token": new_token})
+                                             "sessions": sessions, "tokens": tokens, "new_token": new_token,
+                                             "notice": notice})
+
+
+async def service_settings(request: web.Request) -> web.StreamResponse:
+    """The filtering service's settings a parent may change (choices.yaml on the box):
+    only what differs from now is sent; the resolvers and the privacy mode ask for the
+    parent's password again (a child at an unlocked phone must not turn history off)."""
+    data = await form(request)
+    try:
+        now = await request.app[CONTROL].data("settings")
+    except DaemonDown:
+        raise Refused(503, _("The filtering service is not running. Try again in a minute.")) from None
+    changes: dict[str, Any] = {}
+    upstreams = [line.strip() for line in data.get("upstreams", "").splitlines() if line.strip()]
+    if "upstreams" in data and upstreams != now["upstreams"]:
+        changes["upstreams"] = upstreams
+    if data.get("privacy") and data["privacy"] != now["privacy"]:
+        changes["privacy"] = data["privacy"]
+    for key in ("query_days", "event_days"):
+        text = data.get(key, "").strip()
+        if not text:
+            continue
+        if not text.isdigit():
+            raise Refused(400, _("Give a number of days."))
+        if int(text) != now["retention"][key]:
+            changes[key] = int(text)
+    if data.get("timezone", "").strip() and data["timezone"].strip() != now["zone"]:
+        changes["timezone"] = data["timezone"].strip()
+    if not changes:
+        raise web.HTTPSeeOther("/settings#service")
+    provision = request.app[PROVISION]
+    for key in changes:
+        if choices.LOCKS[key] and provision.is_locked(choices.LOCKS[key]):
+            raise Managed(provision.managed_by, choices.LOCKS[key])
+    if "upstreams" in changes or "privacy" in changes:
+        await reauthenticate(request, data.get("current", ""))
+    detail = "; ".join(f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in changes.items())
+    await act(request, "settings-set", ("settings changed", ", ".join(changes), detail), **changes)
+    raise web.HTTPSeeOther("/settings#service")
+
+
+async def refresh_lists(request: web.Request) -> web.StreamResponse:
+    """Download the subscribed lists now (the daemon does it, as its own user)."""
+    await act(request, "refresh-lists", ("lists refreshed", "", ""))
+    return await settings_page(request, notice=_("The lists were checked now: each one's last update and "
+                                                 "problem are in the table."))
 
 
 PRIVACY_WORDS = {"full": N_("full: every query is kept for the query log"),

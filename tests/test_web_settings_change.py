@@ -1,0 +1,97 @@
+# ruff: noqa: F811 - the fixtures imported from webdash are the tests' parameters
+"""A parent changes the filtering service's settings on the Settings page (Chromium, the
+real daemon and dashboard): retention and time zone at once; the resolvers and the
+privacy mode only with the password again, and a switch to anonymous says what it
+erases; the DNS answers follow a new resolver; the lists download on request."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from fakedns import FakeDns
+from support import ZONE
+from webdash import PASSWORD, Page, browser, dash, page  # noqa: F401 - fixtures
+
+from guardian import choices
+from guardian.store.records import DB_NAME
+
+pytestmark = pytest.mark.slow
+CONFIG_EXTRA = "pack_lists: false\n"  # nothing to download from outside: "download now" stays on the box
+
+
+@pytest.fixture
+def other_resolver():
+    fake = FakeDns(zone={k: [(t, v.replace("93.184", "93.185")) for t, v in r] for k, r in ZONE.items()}).start()
+    yield fake
+    fake.stop()
+
+
+def open_form(page: Page):
+    p = page.go("/settings")
+    p.click("#change-service summary")
+    return p
+
+
+def test_retention_and_time_zone_change_at_once_and_are_in_the_audit_log(page: Page, dash) -> None:
+    page.login()
+    p = open_form(page)
+    p.fill("#query_days", "3")
+    p.fill("#timezone", "America/New_York")
+    page.check("settings-change")
+    p.click("form[action='/settings/service'] button")
+    p.wait_for_url(dash.url + "/settings#service")
+    assert "3" in p.locator("[data-setting='query_days']").inner_text()
+    assert "America/New_York" in p.locator("section#service").inner_text()
+    assert dash.daemon.daemon.settings.store.query_days == 3
+    assert "settings changed" in p.locator("body").inner_text()
+    assert "query_days: 3" in choices.path_for(dash.data).read_text().replace("\n  ", " ")
+    dash.daemon.call(dash.daemon.daemon.control.handle({"action": "settings-set", "timezone": "Europe/Paris"}))
+
+
+def test_a_new_resolver_needs_the_password_and_then_answers(page: Page, dash, other_resolver) -> None:
+    before = dash.dig("example.com").values
+    page.login()
+    p = open_form(page)
+    p.fill("#upstreams", f"udp://127.0.0.1:{other_resolver.port}")
+    p.click("form[action='/settings/service'] button")
+    assert "password is wrong" in p.locator("body").inner_text()
+    assert dash.dig("example.com").values == before
+    p = open_form(page)
+    p.fill("#upstreams", f"udp://127.0.0.1:{other_resolver.port}")
+    p.fill("#service-current", PASSWORD)
+    p.click("form[action='/settings/service'] button")
+    p.wait_for_url(dash.url + "/settings#service")
+    assert f"127.0.0.1:{other_resolver.port}" in p.locator("section#service").inner_text()
+    assert dash.dig("example.com").values == ["93.185.216.34"]
+    p = open_form(page)
+    p.fill("#upstreams", "tls://not a resolver")
+    p.fill("#service-current", PASSWORD)
+    p.click("form[action='/settings/service'] button")
+    assert "Not saved" in p.locator("body").inner_text()  # with what is wrong; nothing changed
+    assert dash.dig("example.com").values == ["93.185.216.34"]
+
+
+def test_switching_to_anonymous_warns_asks_again_and_erases_who_asked_what(page: Page, dash) -> None:
+    dash.daemon.call(dash.daemon.daemon.control.handle({"action": "device-set", "name": "Tablet", "ip": "127.0.0.2",
+                                                        "profile": "Child"}))
+    dash.dig("example.org")
+    dash.daemon.call(dash.daemon.daemon.recorder.flush())
+    page.login()
+    p = open_form(page)
+    assert "cannot be undone" in p.locator("#change-service").inner_text()
+    p.check("input[name='privacy'][value='anonymous']")
+    p.fill("#service-current", PASSWORD)
+    p.click("form[action='/settings/service'] button")
+    p.wait_for_url(dash.url + "/settings#service")
+    assert "anonymous" in p.locator("section#service").inner_text().lower()
+    with sqlite3.connect(dash.data / DB_NAME) as db:
+        assert db.execute("SELECT count(*) FROM queries WHERE client_id IS NOT NULL").fetchone()[0] == 0
+    page.check("settings-anonymous")
+
+
+def test_download_now_answers_when_done(page: Page, dash) -> None:
+    page.login()
+    p = page.go("/settings")
+    p.click("form[action='/settings/lists/refresh'] button")
+    assert "checked now" in p.locator("section#service [role=status]").inner_text()
