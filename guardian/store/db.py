@@ -22,10 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, create_engine, event
 
 from ..errors import GuardianError
+from . import rollup
+from .days import built_zone
 from .records import DB_NAME as DB_NAME  # where it always was, for callers
 
 log = logging.getLogger(__name__)
@@ -99,7 +102,23 @@ _V4: list[str] = [
     "CREATE INDEX device_addresses_device ON device_addresses (device_id)",
 ]
 
-MIGRATIONS: list[tuple[int, Step]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
+# v5: daily rollups per local day of the household's zone (store/days.py), for the 7- and
+# 30-day questions: exact sums of the hourly ones. They are filled by ``backfill`` when the
+# writer opens the file with its zone (the zone is not the file's to know), and
+# ``settings.daily_zone`` says in which zone they are kept (no row: not built, read hourly).
+_V5: list[str] = [
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE daily (day INTEGER NOT NULL, client_id INTEGER NOT NULL, profile_id INTEGER NOT NULL,
+        category_id INTEGER NOT NULL, action_id INTEGER NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (day, client_id, profile_id, category_id, action_id)) WITHOUT ROWID""",
+    """CREATE TABLE daily_services (day INTEGER NOT NULL, client_id INTEGER NOT NULL, profile_id INTEGER NOT NULL,
+        service_id INTEGER NOT NULL, action_id INTEGER NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (day, client_id, profile_id, service_id, action_id)) WITHOUT ROWID""",
+    """CREATE TABLE blocked_daily (domain_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, day INTEGER NOT NULL,
+        count INTEGER NOT NULL, PRIMARY KEY (domain_id, profile_id, day)) WITHOUT ROWID""",
+]
+
+MIGRATIONS: list[tuple[int, Step]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 
 
@@ -115,8 +134,12 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(path: Path, migrations: Sequence[tuple[int, Step]] = MIGRATIONS) -> Database:
-    """Open (create, migrate, or replace a corrupt) store file for writing. Blocking."""
+def open_database(path: Path, migrations: Sequence[tuple[int, Step]] = MIGRATIONS,
+                  zone: ZoneInfo | None = None) -> Database:
+    """Open (create, migrate, or replace a corrupt) store file for writing. Blocking.
+
+    With ``zone`` (the writer's), the daily rollups are then built in that zone if they
+    are not yet (``backfill``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     problems: list[tuple[str, str, str]] = []
     if path.exists():
@@ -127,7 +150,40 @@ def open_database(path: Path, migrations: Sequence[tuple[int, Step]] = MIGRATION
             log.error("%s: %s", path, message)
             problems.append(("storage", message, "high"))
     migrate(path, migrations)
+    if zone is not None and migrations[-1][0] >= 5:
+        backfill(path, zone)
     return Database(path, make_engine(path), problems)
+
+
+def backfill(path: Path, zone: ZoneInfo) -> bool:
+    """Build the daily rollups from the hourly ones unless they are kept in ``zone`` already;
+    True if it built them. One transaction: a crash midway leaves them unbuilt (readers use
+    the hourly rows meanwhile) and the next open starts again; nothing else is touched."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_MS / 1000)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            run = _runner(conn)
+            if built_zone(run) == zone:
+                conn.execute("ROLLBACK")
+                return False
+            started = time.monotonic()
+            days = rollup.rebuild(run, zone)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: building the daily rollups failed: {exc} (the hourly ones are unchanged)") from exc
+    finally:
+        conn.close()
+    log.info("%s: daily rollups built for %d days in %s in %.1f s", path.name, days, zone, time.monotonic() - started)
+    return True
+
+
+def _runner(conn: sqlite3.Connection) -> Callable[[str, tuple[Any, ...]], list[Any]]:
+    return lambda sql, params: conn.execute(sql, params).fetchall()
 
 
 _CORRUPT = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: the only errors that mean a damaged file

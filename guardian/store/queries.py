@@ -1,8 +1,12 @@
 """The dashboard's and CLI's questions, answered from the rollup tables.
 
-Every overview question reads ``hourly``/``blocked_hourly`` (a few thousand rows a day)
-through their primary key, never the raw query log, so each answers in milliseconds
-whatever the size of the log (see tests/perf/bench_store.py). Times are epoch seconds;
+Every overview question reads the rollups through their primary key, never the raw query
+log: the per-hour chart ``hourly``; the questions over a range of hours (24 h, 7 or 30
+days, a week's digest) the daily rollups for the whole local days in it and ``hourly`` /
+``blocked_hourly`` only for the hours of a day cut by the range (store/days.py), with the
+very answers the hourly rows alone give (tests/store/test_store_daily.py), so a 30-day
+question costs about what one day does (see tests/perf/bench_store.py). Times are epoch
+seconds; a range takes every hour that starts in it, the hour it starts in included;
 hours are UTC-aligned, days are the household's local days (for zones with a half-hour
 offset a day's hourly counts are off by those 30 minutes).
 
@@ -31,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from .days import Execute, ceil_hour, grouped
 from .db import make_engine
 from .records import BLOCKED, BUDGET, BYPASS, SCHEDULE, STATES, StoredEvent
 
@@ -99,85 +104,97 @@ class StoreReader:
         this_hour = int(now // HOUR) * HOUR
         return self.hours(this_hour - 23 * HOUR, this_hour + HOUR)
 
+    def _read(self, ask: Any) -> Any:
+        """``ask(execute)`` in one read transaction (the rollup's probes and its query see
+        the same snapshot)."""
+        with self.engine.connect() as conn:
+            def execute(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+                return list(conn.exec_driver_sql(sql, params).fetchall())
+            return ask(execute)
+
+    def _counts(self, execute: Execute, rollup: str, start: int, end: int, keys: str, where: str = "",
+                params: tuple[Any, ...] = ()) -> tuple[str, tuple[Any, ...]]:
+        """SQL (and params) of ``keys, q, b``: queries and blocked per ``keys`` over the hours
+        [start, end), mostly from the daily rollup ``rollup`` (store/days.py)."""
+        blocked = self._label("blocked")
+        return grouped(execute, rollup, start, end, keys,
+                       "sum({n}) AS q, sum(CASE WHEN action_id = ? THEN {n} ELSE 0 END) AS b", (blocked,),
+                       where, params)
+
     def top_blocked(self, since: float, until: float, limit: int = 10, profile: str | None = None) -> list[Counts]:
-        """Most blocked domains (key = domain, queries = blocked = count)."""
-        sql = ("SELECT d.name, t.n FROM (SELECT domain_id, sum(count) AS n FROM blocked_hourly"
-               " WHERE hour >= ? AND hour < ?{} GROUP BY domain_id ORDER BY n DESC LIMIT ?) AS t"
-               " JOIN domains AS d ON d.id = t.domain_id ORDER BY t.n DESC, d.name")
-        params: tuple[Any, ...] = (_floor(since), until)
+        """Most blocked domains (key = domain, queries = blocked = count); ties by domain id."""
+        where: str = ""
+        params: tuple[Any, ...] = ()
         if profile is not None:
-            sql = sql.format(" AND profile_id = ?")
-            params += (self._label(profile),)
-        else:
-            sql = sql.format("")
-        return [Counts(name, int(n), int(n)) for name, n in self._rows(sql, (*params, limit))]
+            where, params = " AND profile_id = ?", (self._label(profile),)
+
+        def ask(execute: Execute) -> list[Any]:
+            sql, values = grouped(execute, "blocked_daily", _floor(since), ceil_hour(until), "domain_id",
+                                  "sum({n}) AS n", (), where, params)
+            return execute(f"SELECT d.name, t.n FROM (SELECT domain_id, n FROM ({sql}) ORDER BY n DESC, domain_id"
+                           " LIMIT ?) AS t JOIN domains AS d ON d.id = t.domain_id ORDER BY t.n DESC, d.name",
+                           (*values, limit))
+        return [Counts(name, int(n), int(n)) for name, n in self._read(ask)]
 
     def per_device(self, since: float, until: float) -> list[Counts]:
         """Per device (its name, else its address; None = anonymous), busiest first."""
-        blocked = self._label("blocked")
-        rows = self._rows(
-            "SELECT coalesce(nullif(c.device, ''), c.ip), p.text, t.q, t.b FROM"
-            " (SELECT client_id, profile_id, sum(count) AS q, sum(CASE WHEN action_id = ? THEN count ELSE 0 END) AS b"
-            "  FROM hourly WHERE hour >= ? AND hour < ? GROUP BY client_id, profile_id) AS t"
-            " LEFT JOIN clients AS c ON c.id = t.client_id LEFT JOIN labels AS p ON p.id = t.profile_id",
-            (blocked, _floor(since), until))
+        def ask(execute: Execute) -> list[Any]:
+            sql, values = self._counts(execute, "daily", _floor(since), ceil_hour(until), "client_id, profile_id")
+            return execute(
+                "SELECT coalesce(nullif(c.device, ''), c.ip), p.text, t.q, t.b FROM"
+                f" ({sql}) AS t LEFT JOIN clients AS c ON c.id = t.client_id LEFT JOIN labels AS p ON p.id = t.profile_id",
+                values)
         merged: dict[tuple[str | None, str | None], list[int]] = {}
-        for name, profile, q, b in rows:
+        for name, profile, q, b in self._read(ask):
             acc = merged.setdefault((name, profile), [0, 0])
             acc[0] += int(q)
             acc[1] += int(b)
         out = [Counts(name, q, b, profile) for (name, profile), (q, b) in merged.items()]
-        return sorted(out, key=lambda c: (-c.queries, str(c.key)))
+        return sorted(out, key=lambda c: (-c.queries, str(c.key), str(c.profile)))
 
     def per_category(self, since: float, until: float, profile: str | None = None,
                      column: str = "category_id") -> list[Counts]:
-        """Per category (or per service with ``column="service_id"``); None = uncategorised."""
+        """Per category (or per service with ``column="service_id"``); None = uncategorised.
+        Busiest first, ties by name (None first)."""
         if column not in ("category_id", "service_id"):
             raise ValueError(column)
-        blocked = self._label("blocked")
-        where = "hour >= ? AND hour < ?"
-        params: tuple[Any, ...] = (blocked, _floor(since), until)
+        return self._per_label(_floor(since), ceil_hour(until), column, profile)
+
+    def _per_label(self, start: int, end: int, column: str, profile: str | None = None,
+                   device: str | None = None) -> list[Counts]:
+        where: str = ""
+        params: tuple[Any, ...] = ()
         if profile is not None:
-            where += " AND profile_id = ?"
-            params += (self._label(profile),)
-        rows = self._rows(
-            f"SELECT l.text, t.q, t.b FROM (SELECT {column} AS k, sum(count) AS q,"
-            f" sum(CASE WHEN action_id = ? THEN count ELSE 0 END) AS b FROM hourly WHERE {where} GROUP BY {column})"
-            " AS t LEFT JOIN labels AS l ON l.id = t.k ORDER BY t.q DESC", params)
-        return [Counts(name, int(q), int(b)) for name, q, b in rows]
+            where, params = " AND profile_id = ?", (self._label(profile),)
+        if device is not None:
+            where += " AND client_id IN (SELECT id FROM clients WHERE device = ? OR (device = '' AND ip = ?))"
+            params += (device, device)
+        rollup = "daily" if column == "category_id" else "daily_services"
+
+        def ask(execute: Execute) -> list[Any]:
+            sql, values = self._counts(execute, rollup, start, end, column, where, params)
+            return execute(f"SELECT l.text, t.q, t.b FROM ({sql}) AS t LEFT JOIN labels AS l ON l.id = t.{column}"
+                           " ORDER BY t.q DESC, l.text", values)
+        return [Counts(name, int(q), int(b)) for name, q, b in self._read(ask)]
 
     def per_profile(self, since: float, until: float) -> list[Counts]:
-        blocked = self._label("blocked")
-        rows = self._rows(
-            "SELECT l.text, t.q, t.b FROM (SELECT profile_id AS k, sum(count) AS q,"
-            " sum(CASE WHEN action_id = ? THEN count ELSE 0 END) AS b FROM hourly WHERE hour >= ? AND hour < ?"
-            " GROUP BY profile_id) AS t LEFT JOIN labels AS l ON l.id = t.k ORDER BY t.q DESC",
-            (blocked, _floor(since), until))
-        return [Counts(name, int(q), int(b)) for name, q, b in rows]
+        def ask(execute: Execute) -> list[Any]:
+            sql, values = self._counts(execute, "daily", _floor(since), ceil_hour(until), "profile_id")
+            return execute(f"SELECT l.text, t.q, t.b FROM ({sql}) AS t LEFT JOIN labels AS l ON l.id = t.profile_id"
+                           " ORDER BY t.q DESC, l.text", values)
+        return [Counts(name, int(q), int(b)) for name, q, b in self._read(ask)]
 
     def daily(self, first: date, days: int, profile: str | None = None, device: str | None = None,
               column: str = "category_id") -> dict[str, list[Counts]]:
         """Per local day (ISO date) -> per category (or service) counts, for a profile/device."""
         if column not in ("category_id", "service_id"):
             raise ValueError(column)
-        blocked = self._label("blocked")
         out: dict[str, list[Counts]] = {}
         for i in range(days):
             day = first + timedelta(days=i)
             since, until = self.day_bounds(day)
-            where = "h.hour >= ? AND h.hour < ?"
-            params: tuple[Any, ...] = (blocked, since, until)
-            if profile is not None:
-                where += " AND h.profile_id = ?"
-                params += (self._label(profile),)
-            if device is not None:
-                where += " AND h.client_id IN (SELECT id FROM clients WHERE device = ? OR (device = '' AND ip = ?))"
-                params += (device, device)
-            rows = self._rows(
-                f"SELECT l.text, sum(h.count), sum(CASE WHEN h.action_id = ? THEN h.count ELSE 0 END) FROM hourly AS h"
-                f" LEFT JOIN labels AS l ON l.id = h.{column} WHERE {where} GROUP BY h.{column} ORDER BY 2 DESC",
-                params)
-            out[day.isoformat()] = [Counts(name, int(q), int(b)) for name, q, b in rows]
+            # The hours starting within the local day (hour >= midnight).
+            out[day.isoformat()] = self._per_label(ceil_hour(since), ceil_hour(until), column, profile, device)
         return out
 
     def day_bounds(self, day: date) -> tuple[float, float]:

@@ -10,10 +10,11 @@ Limits (days; 0 = no age limit, only the size cap):
 - ``event_days``: risk events (by last occurrence);
 - ``usage_days``: usage minutes and the hourly counts the statistics come from.
 Size cap (``max_mb``): while the live data exceeds it, the oldest query-log rows go
-first, then the oldest hourly counts; free pages are then handed back so the file
+first, then the oldest hourly counts (an hour leaves the daily rollups with it, so they
+stay the exact sums of the hourly ones; the same for the age limit); free pages are then handed back so the file
 shrinks (the WAL, at most 32 MB after a checkpoint, comes on top).
 Privacy: in ``anonymous`` mode per-device detail written under a laxer mode is erased
-(rows keep their counts, without the device; the stored device registry goes too); in ``risks-only`` the non-risk rows of the
+(rows keep their counts, without the device, in the hourly and daily rollups alike; the stored device registry goes too); in ``risks-only`` the non-risk rows of the
 raw log are deleted. Domain names no row uses any more are deleted too; the writer, which
 caches ids, sees ``meta.ids_generation`` change and forgets them. Labels are kept.
 """
@@ -25,11 +26,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
 
 from ..config import StoreSettings
+from . import rollup
+from .days import Execute
 from .db import make_engine
 
 log = logging.getLogger(__name__)
@@ -139,7 +143,10 @@ class Retention:
                 oldest = conn.exec_driver_sql("SELECT min(hour) FROM hourly").scalar()
                 if oldest is None:
                     break
+                run = _runner(conn)
+                rollup.forget_hours(run, "hourly", oldest, oldest + 1)
                 deleted += conn.exec_driver_sql("DELETE FROM hourly WHERE hour = ?", (oldest,)).rowcount
+                rollup.forget_hours(run, "blocked_hourly", 0, oldest + 1)
                 deleted += conn.exec_driver_sql("DELETE FROM blocked_hourly WHERE hour <= ?", (oldest,)).rowcount
         self._shrink()
         return deleted
@@ -150,7 +157,8 @@ class Retention:
             # One read pass (no write lock held); rows written meanwhile are re-checked below.
             top = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM queries").scalar_one()
             used = {r[0] for r in conn.exec_driver_sql(
-                "SELECT DISTINCT domain_id FROM queries UNION SELECT domain_id FROM blocked_hourly")}
+                "SELECT DISTINCT domain_id FROM queries UNION SELECT domain_id FROM blocked_hourly"
+                " UNION SELECT domain_id FROM blocked_daily")}
             unused = [r[0] for r in conn.exec_driver_sql("SELECT id FROM domains") if r[0] not in used]
             conn.rollback()
         total = 0
@@ -161,8 +169,9 @@ class Retention:
                 n = conn.exec_driver_sql(
                     f"DELETE FROM domains WHERE id IN ({marks})"
                     f" AND id NOT IN (SELECT domain_id FROM queries WHERE id > ? AND domain_id IN ({marks}))"
-                    f" AND id NOT IN (SELECT domain_id FROM blocked_hourly WHERE domain_id IN ({marks}))",
-                    (*part, top, *part, *part)).rowcount
+                    f" AND id NOT IN (SELECT domain_id FROM blocked_hourly WHERE domain_id IN ({marks}))"
+                    f" AND id NOT IN (SELECT domain_id FROM blocked_daily WHERE domain_id IN ({marks}))",
+                    (*part, top, *part, *part, *part)).rowcount
                 if n:
                     conn.exec_driver_sql("UPDATE meta SET value = value + 1 WHERE key = 'ids_generation'")
             total += n
@@ -205,6 +214,7 @@ class Retention:
                         f" ON CONFLICT ({cols}) DO UPDATE SET count = count + excluded.count")
                     conn.exec_driver_sql(f"DELETE FROM {table} WHERE client_id != 0")
                     n += int(moved)
+                n += rollup.fold_clients(_runner(conn))
                 n += conn.exec_driver_sql("DELETE FROM clients").rowcount
                 # The device registry too (MACs, names, addresses, when each was seen):
                 # in anonymous mode discovery keeps it in memory only.
@@ -239,7 +249,16 @@ class Retention:
                 oldest = conn.exec_driver_sql(f"SELECT min({column}) FROM {table}").scalar()
                 if oldest is None or not oldest < cutoff:  # type: ignore[operator]
                     return total
+                if table in ("hourly", "blocked_hourly"):  # the daily rollups stay their exact sums
+                    rollup.forget_hours(_runner(conn), table, int(oldest), int(oldest) + 1)  # type: ignore[call-overload]
                 total += conn.exec_driver_sql(f"DELETE FROM {table} WHERE {column} = ?", (oldest,)).rowcount
+
+
+def _runner(conn: Connection) -> Execute:
+    def run(sql: str, params: tuple[Any, ...]) -> list[Any]:
+        result = conn.exec_driver_sql(sql, params)
+        return list(result.fetchall()) if result.returns_rows else []
+    return run
 
 
 def _used(conn: Connection) -> int:

@@ -11,7 +11,12 @@ profile). Rollups, written by the writer in the same transaction as the raw rows
 the dashboard without scanning the log:
 - ``hourly``: query counts per hour, client, profile, category, service and action;
 - ``blocked_hourly``: blocked counts per hour, domain, client and profile;
-- ``usage_hourly``: estimated active minutes per local day and hour, profile and target.
+- ``usage_hourly``: estimated active minutes per local day and hour, profile and target;
+- ``daily``, ``daily_services``, ``blocked_daily``: the hourly counts summed per local day of
+  the household's zone (``day`` = epoch second of the day's first hour; see days.py), per
+  client, profile, category or service, and action, and blocked per domain and profile:
+  the 7- and 30-day questions read these. ``settings.daily_zone`` names the zone they are
+  kept in (no row: not built yet).
 The device registry (``devices``, ``device_addresses``) is discovery's: one row per
 device (its current MAC; earlier private MACs in ``macs``) and one per address it holds.
 In rollups 0 stands for "none" (NULLs would defeat the primary keys). ``hour`` is the
@@ -116,6 +121,52 @@ usage_hourly = Table(
     Column("target", Text, nullable=False),  # category or service
     Column("minutes", Integer, nullable=False),
     PrimaryKeyConstraint("day", "profile", "target", "hour"),
+    sqlite_with_rowid=False,
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", Text, primary_key=True),  # daily_zone: the zone the daily rollups are kept in
+    Column("value", Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+daily = Table(
+    "daily",
+    metadata,
+    Column("day", Integer, nullable=False),
+    Column("client_id", Integer, nullable=False),
+    Column("profile_id", Integer, nullable=False),
+    Column("category_id", Integer, nullable=False),
+    Column("action_id", Integer, nullable=False),
+    Column("count", Integer, nullable=False),
+    PrimaryKeyConstraint("day", "client_id", "profile_id", "category_id", "action_id"),
+    sqlite_with_rowid=False,
+)
+
+daily_services = Table(
+    "daily_services",
+    metadata,
+    Column("day", Integer, nullable=False),
+    Column("client_id", Integer, nullable=False),
+    Column("profile_id", Integer, nullable=False),
+    Column("service_id", Integer, nullable=False),
+    Column("action_id", Integer, nullable=False),
+    Column("count", Integer, nullable=False),
+    PrimaryKeyConstraint("day", "client_id", "profile_id", "service_id", "action_id"),
+    sqlite_with_rowid=False,
+)
+
+# Domain first: "most blocked over 30 days" then streams through it in order, without a sort.
+blocked_daily = Table(
+    "blocked_daily",
+    metadata,
+    Column("domain_id", Integer, nullable=False),
+    Column("profile_id", Integer, nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("count", Integer, nullable=False),
+    PrimaryKeyConstraint("domain_id", "profile_id", "day"),
     sqlite_with_rowid=False,
 )
 

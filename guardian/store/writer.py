@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ..config import PrivacySettings
 from ..usage import UsageMeter, local_day
 from ..verdicts import Outcome
+from .days import day_key
 from .db import Database, StoreError, open_database
 from .records import BUDGET, NEW_DEVICE, QueryRecord, RiskEvent
 from .risk import RiskRules, is_risk
@@ -55,6 +56,13 @@ _UPSERT_HOURLY = """INSERT INTO hourly (hour, client_id, profile_id, category_id
     DO UPDATE SET count = count + excluded.count"""
 _UPSERT_BLOCKED = """INSERT INTO blocked_hourly (hour, domain_id, client_id, profile_id, count) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (hour, domain_id, client_id, profile_id) DO UPDATE SET count = count + excluded.count"""
+_UPSERT_DAILY = """INSERT INTO daily (day, client_id, profile_id, category_id, action_id, count) VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (day, client_id, profile_id, category_id, action_id) DO UPDATE SET count = count + excluded.count"""
+_UPSERT_DAILY_SERVICES = """INSERT INTO daily_services (day, client_id, profile_id, service_id, action_id, count)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (day, client_id, profile_id, service_id, action_id) DO UPDATE SET count = count + excluded.count"""
+_UPSERT_BLOCKED_DAILY = """INSERT INTO blocked_daily (domain_id, profile_id, day, count) VALUES (?, ?, ?, ?)
+    ON CONFLICT (domain_id, profile_id, day) DO UPDATE SET count = count + excluded.count"""
 _UPSERT_USAGE = """INSERT INTO usage_hourly (day, hour, profile, target, minutes) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (day, profile, target, hour) DO UPDATE SET minutes = minutes + excluded.minutes"""
 # New occurrences bring a "seen" event back to "new"; "dismissed" stays dismissed.
@@ -117,7 +125,7 @@ class StoreWriter:
         if time.monotonic() < self._next_open:
             return False
         try:
-            self.db = open_database(self.path)
+            self.db = open_database(self.path, zone=self.zone)  # the daily rollups kept in our zone
         except (StoreError, OSError) as exc:
             self._next_open = time.monotonic() + 30  # do not hammer a broken disk
             self._trouble(f"cannot open the database: {exc}")
@@ -332,15 +340,32 @@ class StoreWriter:
                  r[6], lid(r[7]), lid(r[8]), lid(r[9]), lid(r[10]), lid(r[11]), lid(r[12]), lid(r[13]), lid(r[14]),
                  lid(r[15]), r[16])
                 for r in batch.rows])
+        zone = self.zone
         if batch.hourly:
-            conn.exec_driver_sql(_UPSERT_HOURLY, [
-                (h, clients[ck] if ck is not None else 0, labels.get(p or "", 0), labels.get(c or "", 0),
-                 labels.get(s or "", 0), labels[a], n)
-                for (h, ck, p, c, s, a), n in batch.hourly.items()])
+            hourly = [(h, clients[ck] if ck is not None else 0, labels.get(p or "", 0), labels.get(c or "", 0),
+                       labels.get(s or "", 0), labels[a], n)
+                      for (h, ck, p, c, s, a), n in batch.hourly.items()]
+            conn.exec_driver_sql(_UPSERT_HOURLY, hourly)
+            # The same counts per local day, in the same transaction (store/days.py).
+            daily: dict[tuple[int, int, int, int, int], int] = {}
+            services: dict[tuple[int, int, int, int, int], int] = {}
+            for h, ci, pi, cat, svc, ai, n in hourly:
+                day = day_key(h, zone)
+                dk = (day, ci, pi, cat, ai)
+                daily[dk] = daily.get(dk, 0) + n
+                sk = (day, ci, pi, svc, ai)
+                services[sk] = services.get(sk, 0) + n
+            conn.exec_driver_sql(_UPSERT_DAILY, [(*k, n) for k, n in daily.items()])
+            conn.exec_driver_sql(_UPSERT_DAILY_SERVICES, [(*k, n) for k, n in services.items()])
         if batch.blocked:
             conn.exec_driver_sql(_UPSERT_BLOCKED, [
                 (h, domains[d], clients[ck] if ck is not None else 0, labels.get(p or "", 0), n)
                 for (h, d, ck, p), n in batch.blocked.items()])
+            per_day: dict[tuple[int, int, int], int] = {}
+            for (h, d, _ck, p), n in batch.blocked.items():
+                key = (domains[d], labels.get(p or "", 0), day_key(h, zone))
+                per_day[key] = per_day.get(key, 0) + n
+            conn.exec_driver_sql(_UPSERT_BLOCKED_DAILY, [(*k, n) for k, n in per_day.items()])
         if batch.usage:
             conn.exec_driver_sql(_UPSERT_USAGE, [(*k, n) for k, n in batch.usage.items()])
         if batch.events:

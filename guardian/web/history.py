@@ -6,11 +6,13 @@ checkpoints are never held up. No SQLAlchemy in this process.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..store.days import Execute, ceil_hour, grouped
 
 DB_NAME = "guardian.db"  # the store's file (guardian/store/records.py: DB_NAME)
 PAGE = 50
@@ -157,14 +159,33 @@ class History:
             "SELECT day, profile, target, sum(minutes) FROM usage_hourly WHERE day >= ?"
             " GROUP BY day, profile, target", (first_day,))}
 
+    def _ask(self, ask: Callable[[Execute], list[Any]]) -> list[Any]:
+        """``ask(execute)`` in one read transaction (a rollup's probes and its query see one snapshot)."""
+        with self._conn() as conn:
+            if conn is None:
+                return []
+            def execute(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+                return conn.execute(sql, params).fetchall()
+            try:
+                conn.execute("BEGIN")
+                return ask(execute)
+            except sqlite3.OperationalError:  # no such table yet: the writer has not migrated
+                return []
+            finally:
+                conn.rollback()
+
     def week(self, since: float, until: float) -> dict[str, dict[str, Any]]:
         """Per profile: queries, blocked, and blocked per category between two instants
-        (the hourly rollup: a few thousand rows a week whatever the log's size)."""
+        (the hours starting in them): the daily rollup for the whole local days, the
+        hourly one for the hours of a day cut by the range (guardian/store/days.py)."""
+        def ask(execute: Execute) -> list[Any]:
+            sql, params = grouped(execute, "daily", ceil_hour(since), ceil_hour(until),
+                                  "profile_id, category_id, action_id", "sum({n}) AS n")
+            return execute("SELECT p.text, cat.text, a.text, t.n FROM (" + sql + ") AS t"
+                           " JOIN labels a ON a.id = t.action_id LEFT JOIN labels p ON p.id = t.profile_id"
+                           " LEFT JOIN labels cat ON cat.id = t.category_id", params)
         out: dict[str, dict[str, Any]] = {}
-        for profile, category, action, count in self._rows(
-                "SELECT p.text, cat.text, a.text, sum(h.count) FROM hourly h JOIN labels a ON a.id = h.action_id"
-                " LEFT JOIN labels p ON p.id = h.profile_id LEFT JOIN labels cat ON cat.id = h.category_id"
-                " WHERE h.hour >= ? AND h.hour < ? GROUP BY 1, 2, 3", (since, until)):
+        for profile, category, action, count in self._ask(ask):
             entry = out.setdefault(profile or "", {"queries": 0, "blocked": 0, "categories": {}})
             entry["queries"] += int(count)
             if action == "blocked":
