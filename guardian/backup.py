@@ -11,6 +11,8 @@ Guardian's version, the time, and each member's size and SHA-256) and:
 - ``data/web/requests.db``: the children's "ask a parent" requests and their answers
   (a backup without it, from before, leaves the box's requests as they are);
 - ``data/audit.db``: who changed what;
+- ``data/choices.yaml``: the service's settings parents changed on the dashboard
+  (resolvers, privacy mode, retention, time zone), checked like the configuration;
 - ``data/guardian.db`` only with ``--with-queries``: the query log, the risk events, the
   usage and the device registry (it can be large).
 
@@ -45,6 +47,7 @@ MANIFEST = "guardian-backup.json"
 FORMAT = "guardian-backup"
 VERSION = 1
 CONFIG_MEMBER = "config/guardian.yaml"
+CHOICES_MEMBER = "data/choices.yaml"
 # Archive member -> its path under data_dir.
 DATABASES = {"data/household.db": "household.db", "data/web/web.db": "web/web.db",
              "data/web/requests.db": "web/requests.db", "data/audit.db": "audit.db", "data/guardian.db": "guardian.db"}
@@ -87,6 +90,8 @@ def create(settings: Any, output: Path, with_queries: bool = False) -> list[str]
         members: dict[str, Path] = {}
         if settings.path is not None and Path(settings.path).is_file():
             members[CONFIG_MEMBER] = Path(settings.path)
+        if (data / "choices.yaml").is_file():
+            members[CHOICES_MEMBER] = data / "choices.yaml"
         for member, relative in DATABASES.items():
             if member == "data/guardian.db" and not with_queries:
                 continue
@@ -172,7 +177,7 @@ def check(archive: Path, into: Path) -> dict[str, Any]:
                 raise GuardianError(f"{name} was made by a newer Guardian ({manifest.get('guardian')}): "
                                     "upgrade this box first")
             files = manifest.get("files")
-            allowed = {CONFIG_MEMBER, *DATABASES}
+            allowed = {CONFIG_MEMBER, CHOICES_MEMBER, *DATABASES}
             if not isinstance(files, dict) or not files or not set(files) <= allowed:
                 raise GuardianError(f"{name}: its {MANIFEST} lists unknown files")
             extra = set(by_name) - {MANIFEST} - set(files)
@@ -195,8 +200,10 @@ def check(archive: Path, into: Path) -> dict[str, Any]:
         except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
             raise GuardianError(f"{name} is damaged: {exc}") from None
     schemas = _schemas()
+    if CHOICES_MEMBER in files:
+        _check_choices(name, into)
     for member in files:
-        if member == CONFIG_MEMBER:
+        if member in (CONFIG_MEMBER, CHOICES_MEMBER):
             continue
         path = into / member
         try:
@@ -215,6 +222,18 @@ def check(archive: Path, into: Path) -> dict[str, Any]:
             raise GuardianError(f"{name}: {member} was written by a newer Guardian (schema {version}, this one "
                                 f"reads up to {newest}): upgrade this box first")
     return manifest
+
+
+def _check_choices(name: str, into: Path) -> None:
+    """The parents' choices in the archive, checked like the configuration."""
+    from . import choices
+    from .errors import ConfigError
+
+    try:
+        choices.read(into / "data")
+    except ConfigError as exc:
+        problems = "; ".join(p.split(": ", 1)[-1] for p in exc.problems)
+        raise GuardianError(f"{name}: {CHOICES_MEMBER} is not valid: {problems}") from None
 
 
 def restore(settings: Any, archive: Path) -> tuple[list[str], Path | None]:
@@ -237,6 +256,8 @@ def restore(settings: Any, archive: Path) -> tuple[list[str], Path | None]:
                 if settings.path is None:
                     continue
                 targets[member] = Path(settings.path)
+            elif member == CHOICES_MEMBER:
+                targets[member] = data / "choices.yaml"
             else:
                 targets[member] = data / DATABASES[member]
         aside = data / time.strftime("before-restore-%Y%m%d-%H%M%S")
@@ -258,7 +279,7 @@ def restore(settings: Any, archive: Path) -> tuple[list[str], Path | None]:
                 if os.geteuid() == 0:
                     os.chown(new, st.st_uid, st.st_gid)
             else:
-                os.chmod(new, 0o600 if member != CONFIG_MEMBER else 0o640)
+                os.chmod(new, 0o600 if member not in (CONFIG_MEMBER, CHOICES_MEMBER) else 0o640)
                 if os.geteuid() == 0 and member != CONFIG_MEMBER:  # the folder's owner: web/ is guardian-web's
                     st = target.parent.stat()
                     os.chown(new, st.st_uid, st.st_gid)

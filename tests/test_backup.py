@@ -233,3 +233,41 @@ def test_the_parents_requests_are_backed_up_and_restored(tmp_path, upstream):
     kept = (var / "web" / "requests.db").stat()
     assert (kept.st_uid, kept.st_gid) == ((var / "web").stat().st_uid, (var / "web").stat().st_gid)
     assert Asks(var).listing() == before
+
+
+def test_the_parents_settings_choices_are_backed_up_checked_and_restored(tmp_path, upstream):
+    from guardian import choices
+
+    cfg, _port = setup(tmp_path, upstream.url)
+    var = tmp_path / "var"
+    var.mkdir()
+    with sqlite3.connect(var / "household.db") as db:
+        db.execute("CREATE TABLE household (id INTEGER)")
+    db.close()
+    choices.save(var, "privacy: {mode: risks-only}\nstore: {query_days: 3}\n")
+    archive = tmp_path / "b.tar.gz"
+    made = cli("backup", "--config", str(cfg), "-o", str(archive))
+    assert made.returncode == 0 and "data/choices.yaml" in made.stdout, made.stdout + made.stderr
+    choices.save(var, "privacy: {mode: full}\n")
+    restored = cli("restore", "--config", str(cfg), str(archive))
+    assert restored.returncode == 0, restored.stderr
+    assert choices.read(var) == {"privacy": "risks-only", "query_days": 3}
+    assert config.load(cfg).store.query_days == 3
+    # An archive whose choices say something Guardian would refuse changes nothing.
+    with tarfile.open(archive) as src:
+        members = {m.name: src.extractfile(m).read() for m in src.getmembers()}  # type: ignore[union-attr]
+    members["data/choices.yaml"] = b"privacy: {mode: everything}\n"
+    manifest = json.loads(members["guardian-backup.json"])
+    manifest["files"]["data/choices.yaml"] = {"size": len(members["data/choices.yaml"]),
+                                              "sha256": hashlib.sha256(members["data/choices.yaml"]).hexdigest()}
+    members["guardian-backup.json"] = json.dumps(manifest).encode()
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(bad, "w:gz") as tar:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    before = (var / "choices.yaml").read_bytes()
+    result = cli("restore", "--config", str(cfg), str(bad))
+    assert result.returncode == 1 and "data/choices.yaml is not valid" in result.stderr and "privacy.mode" in result.stderr
+    assert (var / "choices.yaml").read_bytes() == before
