@@ -49,3 +49,23 @@ def test_a_rename_to_a_taken_name_says_so_and_changes_nothing(page: Page, dash) 
     p.click("form[action$='/rename'] button")
     assert "already called" in p.locator("body").inner_text()
     assert {x["name"] for x in control(dash, action="state")["household"]["profiles"]} == {name, "Adult"}
+
+
+def test_a_childs_open_request_can_be_approved_after_the_profile_is_renamed(page: Page, dash) -> None:
+    from guardian.web.asks import Asks
+
+    control(dash, action="profile-add", name="Lou", template="young-child")
+    control(dash, action="device-set", name="Lou's phone", ip="127.0.0.3", profile="Lou")
+    assert dash.dig("10bet.com", source="127.0.0.3").values != ["198.51.100.9"]  # gambling is blocked
+    made = Asks(dash.data).create(asker="127.0.0.3", device="Lou's phone", client="127.0.0.3", profile="Lou",
+                                  name="10bet.com", rule="10bet.com", category="gambling", reason="category")
+    p = page.login()
+    page.go("/profiles/Lou")
+    p.fill("#new-name", "Louise")
+    p.click("form[action$='/rename'] button")
+    p.wait_for_url(dash.url + "/profiles/Louise")
+    assert Asks(dash.data).get(made.id).profile == "Louise"
+    page.go("/requests")
+    p.click(f"form[action='/requests/{made.id}/approve'] button[value='3600']")
+    assert Asks(dash.data).get(made.id).state == "approved"
+    assert dash.dig("10bet.com", source="127.0.0.3").values == ["198.51.100.9"]

@@ -800,6 +800,10 @@ async def device_assign(request: web.Request) -> web.StreamResponse:
     name = data.get("name", "").strip()
     fields = {k: data[k] for k in ("was", "profile", "ip", "mac") if data.get(k)}
     await act(request, "device-set", ("device", name, f"profile {data.get('profile', '')}"), name=name, **fields)
+    if fields.get("was") and fields["was"] != name:
+        from .asking import ASKS  # the children's requests follow the device's new name
+
+        await asyncio.to_thread(request.app[ASKS].rename, "device", fields["was"], name)
     raise back(request, "/devices")
 
 
@@ -1103,6 +1107,9 @@ async def profile_rename(request: web.Request) -> web.StreamResponse:
     name = data.get("name", "").strip()
     await act(request, "profile-rename", ("profile renamed", was, name), profile=was, name=name,
               revision=data.get("revision") or None)
+    from .asking import ASKS  # the children's requests follow: an open one can still be approved
+
+    await asyncio.to_thread(request.app[ASKS].rename, "profile", was, name)
     raise web.HTTPSeeOther(f"/profiles/{quote(name, safe='')}")
 
 

@@ -214,6 +214,19 @@ class Asks:
         finally:
             conn.close()
 
+    def rename(self, kind: str, old: str, new: str) -> int:
+        """A parent renamed a profile or a device: its requests follow (an open one can
+        still be approved for the profile under its new name). How many changed."""
+        column = {"profile": "profile", "device": "device"}[kind]
+        with self._lock:
+            conn = self._conn()
+            try:
+                with conn:
+                    return int(conn.execute(f"UPDATE requests SET {column} = ? WHERE {column} = ?",
+                                            (new, old)).rowcount)
+            finally:
+                conn.close()
+
     def expire(self) -> None:
         with self._lock:
             conn = self._conn()
