@@ -36,7 +36,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from ..config import PrivacySettings
 from ..usage import UsageMeter, local_day
 from ..verdicts import Outcome
-from .days import day_key
+from . import rollup
+from .days import Execute, built_zone, day_key
 from .db import Database, StoreError, open_database
 from .records import BUDGET, NEW_DEVICE, QueryRecord, RiskEvent
 from .risk import RiskRules, is_risk
@@ -112,6 +113,7 @@ class StoreWriter:
         self._next_open = 0.0
         self._today = local_day(time.time(), zone)
         self._generation: Any = None
+        self._daily_zone: ZoneInfo | None = None  # the zone the file's daily rollups are kept in
         self._labels: dict[str, int] = {}
         self._domains: dict[str, int] = {}
         self._clients: dict[ClientKey, int] = {}
@@ -130,6 +132,7 @@ class StoreWriter:
             self._next_open = time.monotonic() + 30  # do not hammer a broken disk
             self._trouble(f"cannot open the database: {exc}")
             return False
+        self._daily_zone = self.zone
         for what, message, severity in self.db.problems:
             self.risk.system(what, message, severity, time.time())
         self._forget_ids()
@@ -239,10 +242,18 @@ class StoreWriter:
                 if generation != self._generation:
                     self._forget_ids()
                     self._generation = generation
+                if self.zone != self._daily_zone:
+                    # The household's zone changed (a reload): its local days are other runs
+                    # of hours, so the daily rollups are rebuilt in it, with this batch.
+                    run = _runner(conn)
+                    if built_zone(run) != self.zone:
+                        rollup.rebuild(run, self.zone)
+                    self._daily_zone = self.zone
                 for batch in self.waiting:
                     self._write(conn, batch)
         except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
             self._forget_ids()  # ids cached during the rolled-back transaction may not exist
+            self._daily_zone = None  # a rebuild may have been rolled back: the file is asked again
             self.write_errors += 1
             orig = exc.orig if isinstance(exc, DBAPIError) else exc
             if getattr(orig, "sqlite_errorcode", 0) & 0xFF in _CORRUPT:
@@ -410,3 +421,10 @@ def _ids(conn: Connection, cache: dict[str, int], texts: Iterable[str], table: s
                 f"SELECT {column}, id FROM {table} WHERE {column} IN ({', '.join('?' * len(part))})", tuple(part))
             cache.update((str(t), int(i)) for t, i in rows)
     return cache
+
+
+def _runner(conn: Connection) -> Execute:
+    def run(sql: str, params: tuple[Any, ...]) -> list[Any]:
+        result = conn.exec_driver_sql(sql, params)
+        return list(result.fetchall()) if result.returns_rows else []
+    return run

@@ -9,6 +9,7 @@ size cap, anonymous mode, the backfill of an older file and a crash in the middl
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 import sqlite3
@@ -24,9 +25,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from test_store_support import blocked, rec, sql, write
 
-from guardian.config import Settings, StoreSettings
+from guardian.config import PrivacySettings, Settings, StoreSettings
 from guardian.reset import factory_reset
-from guardian.store import QueryRecord
+from guardian.store import QueryRecord, Recorder
 from guardian.store.days import ceil_hour, day_key, floor_hour
 from guardian.store.db import DB_NAME, open_database
 from guardian.store.queries import Counts, StoreReader
@@ -418,3 +419,23 @@ def test_a_factory_reset_keeping_the_network_erases_the_daily_rollups_too(tmp_pa
     factory_reset(Settings(data_dir=tmp_path, timezone="Europe/Paris"), keep_network=True)
     for table in ("daily", "daily_services", "blocked_daily", "hourly"):
         assert sql(tmp_path / DB_NAME, f"SELECT count(*) FROM {table}") == [(0,)], table
+
+
+def test_a_zone_change_on_reload_rebuilds_the_daily_rollups_with_the_next_batch(tmp_path: Path) -> None:
+    path = tmp_path / DB_NAME
+    records = traffic()
+
+    async def main() -> None:
+        r = Recorder(path, StoreSettings(), PrivacySettings(), PARIS)
+        await r.start()
+        for x in records[:1500]:
+            r.record(x)
+        await r.flush()
+        r.apply(Settings(data_dir=tmp_path, timezone="America/St_Johns"))  # a reload, the writer still open
+        for x in records[1500:]:
+            r.record(x)
+        await r.stop()
+
+    asyncio.run(main())
+    assert sql(path, "SELECT count(*) FROM queries") == [(len(records),)]
+    assert_exact(path, ST_JOHNS)
