@@ -500,7 +500,26 @@ def _settings_actions(guardian: Guardian) -> dict[str, Any]:
         log.info("settings changed from the dashboard: %s", printable(", ".join(sorted(changes))))
         return {"ok": True, "message": "settings saved", "data": {"changed": sorted(changes)}}
 
-    return {"settings": settings, "settings-set": settings_set}
+    async def household_restore(payload: dict[str, Any]) -> dict[str, Any]:
+        """Settings' restore: replace the household with an uploaded ``household:`` YAML
+        (a download of Settings' backup, or ``guardian export``), checked as the config is
+        (FILE:LINE problems) with nothing changed when any is found. The dashboard asks for
+        the parent's password first; a provider's locked profiles refuse it."""
+        from .provision import load_for
+
+        provision = load_for(guardian.settings.path) if guardian.settings.path is not None else None
+        if provision is not None and provision.is_locked("profiles"):
+            raise GuardianError(f"Managed by {provision.managed_by}: profiles cannot be changed here")
+        text = payload.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise GuardianError("give the household's YAML text")
+        if len(text) > 1 << 20:
+            raise GuardianError("that file is too big for a household (over 1 MB)")
+        filename = str(payload.get("filename") or "household.yaml")[:100]
+        change = await run(service.import_, text, filename)
+        return {"ok": True, "message": change.message, "data": change.as_dict()}
+
+    return {"settings": settings, "settings-set": settings_set, "household-restore": household_restore}
 
 
 def dashboard_actions(guardian: Guardian) -> dict[str, Action]:

@@ -95,3 +95,50 @@ def test_download_now_answers_when_done(page: Page, dash) -> None:
     p = page.go("/settings")
     p.click("form[action='/settings/lists/refresh'] button")
     assert "checked now" in p.locator("section#service [role=status]").inner_text()
+
+
+def test_the_household_downloads_and_a_restore_checks_it_line_by_line(page: Page, dash, tmp_path) -> None:
+    def names():
+        state = dash.daemon.call(dash.daemon.daemon.control.handle({"action": "state"}))["data"]
+        return [x["name"] for x in state["household"]["profiles"]]
+
+    page.login()
+    p = page.go("/settings")
+    with p.expect_download() as got:
+        p.click("#household-backup a.button")
+    saved = tmp_path / "household.yaml"
+    got.value.save_as(saved)
+    text = saved.read_text()
+    assert "\nhousehold:\n" in text and "Child" in text
+    before = names()
+    # A mistake on one line: refused with the file's name and that line, nothing changed.
+    broken = tmp_path / "broken.yaml"
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "- adult")  # Child's one category
+    lines.insert(at + 1, lines[at].replace("adult", "no-such-category"))
+    broken.write_text("\n".join(lines) + "\n")
+    p = page.go("/settings")
+    p.set_input_files("#household-file", str(broken))
+    p.fill("#restore-current", PASSWORD)
+    p.click("form[action='/settings/household'] button")
+    body = p.locator("body").inner_text()
+    assert "Not saved" in body and "broken.yaml:" in body and "no-such-category" in body, body
+    assert names() == before
+    # The wrong password: refused before the file is even read.
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(text.replace("name: Adult", "name: Grown-ups").replace("default_profile: Adult",
+                                                                              "default_profile: Grown-ups"))
+    p = page.go("/settings")
+    p.set_input_files("#household-file", str(renamed))
+    p.fill("#restore-current", "not the password")
+    p.click("form[action='/settings/household'] button")
+    assert "password is wrong" in p.locator("body").inner_text() and names() == before
+    p = page.go("/settings")
+    p.set_input_files("#household-file", str(renamed))
+    p.fill("#restore-current", PASSWORD)
+    p.click("form[action='/settings/household'] button")
+    p.wait_for_url(dash.url + "/")
+    assert "Grown-ups" in names() and "Adult" not in names()
+    page.go("/settings")
+    assert "household restored" in p.locator("body").inner_text()
+    page.check("settings-backup")

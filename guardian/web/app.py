@@ -241,6 +241,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     r.add_post("/settings/tokens/revoke", revoke_token)
     r.add_post("/settings/service", service_settings)
     r.add_post("/settings/lists/refresh", refresh_lists)
+    r.add_get("/settings/household.yaml", household_download)
+    r.add_post("/settings/household", household_upload)
     from .api import add_api
 
     add_api(app)
@@ -381,7 +383,8 @@ async def form(request: web.Request) -> dict[str, str]:
 # The control actions that change a setting a telco may lock (provision.py LOCKABLE). A
 # parent's everyday actions (pause, bonus, allow for a while, devices) are not settings.
 LOCKED_BY_ACTION = {a: "profiles" for a in ("profile-add", "profile-remove", "profile-rename", "profile-set",
-                                            "profile-list", "schedule-add", "schedule-remove", "budget-set")}
+                                            "profile-list", "schedule-add", "schedule-remove", "budget-set",
+                                            "household-restore")}
 LOCKED_LABELS = {"upstreams": N_("Upstream resolvers"), "profiles": N_("Profiles and their filters"),
                  "default_profile": N_("Profile for new devices"), "privacy.mode": N_("Privacy mode"),
                  "privacy.query_days": N_("How long the query log is kept"),
@@ -1277,6 +1280,37 @@ async def service_settings(request: web.Request) -> web.StreamResponse:
     detail = "; ".join(f"{k}: {', '.join(v) if isinstance(v, list) else v}" for k, v in changes.items())
     await act(request, "settings-set", ("settings changed", ", ".join(changes), detail), **changes)
     raise web.HTTPSeeOther("/settings#service")
+
+
+async def household_download(request: web.Request) -> web.StreamResponse:
+    """Settings' backup: the household (profiles, devices, schedules, budgets, lists) as
+    the YAML ``guardian export`` writes, which restore and ``guardian import`` read back."""
+    session = session_of(request)
+    try:
+        text = await request.app[CONTROL].data("export")
+    except DaemonDown:
+        raise Refused(503, _("The filtering service is not running. Try again in a minute.")) from None
+    await asyncio.to_thread(request.app[ACCOUNTS].audit, session.account.name, "household downloaded", "", "")
+    day = datetime.now(request.app[SETTINGS].zone).strftime("%Y-%m-%d")
+    return web.Response(text=str(text), content_type="application/yaml", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="household-{day}.yaml"'})
+
+
+async def household_upload(request: web.Request) -> web.StreamResponse:
+    """Settings' restore: a household file checked as the configuration is (FILE:LINE),
+    nothing changed on any mistake; asks for the parent's password again."""
+    data = await request.post()
+    await reauthenticate(request, str(data.get("current", "")))
+    upload = data.get("file")
+    if not isinstance(upload, web.FileField):
+        raise Refused(400, _("Choose a household file to restore."))
+    filename = re.sub(r"[^\w.\- ]", "_", upload.filename or "household.yaml")[:80]
+    try:
+        text = upload.file.read(1 << 20).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(400, _("That file is not a household file (not UTF-8 text).")) from None
+    await act(request, "household-restore", ("household restored", filename, ""), text=text, filename=filename)
+    raise web.HTTPSeeOther("/")
 
 
 async def refresh_lists(request: web.Request) -> web.StreamResponse:
