@@ -42,6 +42,7 @@ from ..schema import (
 )
 from ..verdicts import SEVERITIES
 from .household import BLOCK_MODES, Budget
+from .schedule import Schedule  # a template's weekly window is the household's own kind
 
 __all__ = [
     "CATEGORY_IDS",
@@ -55,7 +56,7 @@ __all__ = [
     "SafeSearchEngine",
     "Schedule",
     "Service",
-    "Subscription",
+    "PublicList",
     "bundled_domains",
     "default_rules_dir",
     "load_rules",
@@ -112,7 +113,7 @@ _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True, slots=True)
-class Subscription:
+class PublicList:
     """A public list fetched on the device (never bundled): ``format`` is one of LIST_FORMATS."""
 
     name: str
@@ -132,7 +133,7 @@ class Category:
     profiles: tuple[str, ...]
     lists: tuple[Path, ...]
     allow_lists: tuple[Path, ...]
-    subscriptions: tuple[Subscription, ...]
+    subscriptions: tuple[PublicList, ...]
     source: Path
 
 
@@ -159,18 +160,6 @@ class SafeSearchEngine:
     def target(self, level: str = "strict") -> str:
         """The safe host for ``level`` (strict or moderate)."""
         return self.moderate if level == "moderate" else self.strict
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """A template's weekly window; ``block`` is "all" or category/service ids."""
-
-    name: str
-    days: tuple[str, ...]
-    start: str
-    end: str
-    block: str | tuple[str, ...]
-    allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,7 +463,7 @@ def _category(path: Path, rules_dir: Path, problems: _Problems) -> tuple[Categor
         lists=files["lists"],
         allow_lists=files["allow_lists"],
         subscriptions=tuple(
-            Subscription(s["name"], s["url"], s["format"])
+            PublicList(s["name"], s["url"], s["format"])
             for s in values.get("subscriptions", ())
             if {"name", "url", "format"} <= s.keys()
         ),
@@ -580,7 +569,10 @@ def _templates(
                     known(item, targets, "category or service")
                 block = tuple(item.value for item in block)
             allow = tuple(s.get("allow", ()))
-            schedules.append(Schedule(s["name"], tuple(s["days"]), s["from"], s["to"], block, allow))
+            try:
+                schedules.append(Schedule(s["name"], tuple(s["days"]), s["from"], s["to"], block, allow))
+            except ValueError as exc:
+                problems.add(path, entry.line, f"template {tid!r}: {exc}")
         budgets = []
         for b in raw.get("budgets", ()):
             if {"target", "minutes"} <= b.keys():
