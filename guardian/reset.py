@@ -26,8 +26,8 @@ WEB_DB = "web.db"
 WEB_DIR = "web"
 LISTS_DIR = "lists"
 # guardian.db's tables of what the household did (the registry is devices + device_addresses).
-HISTORY_TABLES = ("queries", "hourly", "blocked_hourly", "daily", "daily_services", "blocked_daily", "usage_hourly",
-                  "risk_events", "clients", "domains", "labels")
+HISTORY_TABLES = ("queries", "hourly", "blocked_hourly", "daily", "daily_services", "blocked_daily",
+                  "blocked_totals", "usage_hourly", "risk_events", "clients", "domains", "labels")
 
 
 def _sqlite_files(path: Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Keeping the daily rollups exact sums of the hourly ones (the SQL side; see days.py).
+"""Keeping the daily rollups (and ``blocked_totals``) exact sums of the hourly ones (the SQL
+side; see days.py).
 
 Every change to ``hourly``/``blocked_hourly`` changes the daily rollups in the same
 transaction: the writer adds each batch's counts to both, retention subtracts an hour
@@ -23,6 +24,9 @@ def rebuild(run: Execute, zone: ZoneInfo) -> int:
     """Recompute every daily rollup from its hourly source in ``zone``; the days built."""
     for name in ROLLUPS:
         run(f"DELETE FROM {name}", ())
+    run("DELETE FROM blocked_totals", ())
+    run("INSERT INTO blocked_totals (domain_id, count) SELECT domain_id, sum(count) FROM blocked_hourly"
+        " GROUP BY domain_id", ())
     days = 0
     cursor: int | None = 0
     while True:
@@ -46,13 +50,20 @@ def rebuild(run: Execute, zone: ZoneInfo) -> int:
 
 
 def forget_hours(run: Execute, source: str, lo: int, hi: int) -> None:
-    """Take the ``source`` rows of the hours ``[lo, hi)`` out of their daily rollups (call it
-    just before deleting them). Nothing to do while the rollups are not built."""
+    """Take the ``source`` rows of the hours ``[lo, hi)`` out of their daily rollups and of
+    ``blocked_totals`` (call it just before deleting them). The daily ones are left alone
+    while they are not built (their rebuild starts from what is left)."""
     zone = built_zone(run)
-    if zone is None:
-        return
     hours = [int(r[0]) for r in run(f"SELECT DISTINCT hour FROM {source} WHERE hour >= ? AND hour < ?", (lo, hi))]
     for hour in hours:
+        if source == "blocked_hourly":
+            run("INSERT INTO blocked_totals (domain_id, count) SELECT domain_id, -sum(count) FROM blocked_hourly"
+                " WHERE hour = ? GROUP BY domain_id ON CONFLICT (domain_id) DO UPDATE SET count = count + excluded.count",
+                (hour,))
+            run("DELETE FROM blocked_totals WHERE count <= 0 AND domain_id IN"
+                " (SELECT domain_id FROM blocked_hourly WHERE hour = ?)", (hour,))
+        if zone is None:
+            continue
         day = day_key(hour, zone)
         for name, (table, keys) in ROLLUPS.items():
             if table != source:

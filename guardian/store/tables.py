@@ -16,7 +16,8 @@ the dashboard without scanning the log:
   the household's zone (``day`` = epoch second of the day's first hour; see days.py), per
   client, profile, category or service, and action, and blocked per domain and profile:
   the 7- and 30-day questions read these. ``settings.daily_zone`` names the zone they are
-  kept in (no row: not built yet).
+  kept in (no row: not built yet); ``blocked_totals``: blocked per domain over everything
+  kept (the bound that lets the 30-day top blocked look at a few hundred domains).
 The device registry (``devices``, ``device_addresses``) is discovery's: one row per
 device (its current MAC; earlier private MACs in ``macs``) and one per address it holds.
 In rollups 0 stands for "none" (NULLs would defeat the primary keys). ``hour`` is the
@@ -168,6 +169,14 @@ blocked_daily = Table(
     Column("count", Integer, nullable=False),
     PrimaryKeyConstraint("domain_id", "profile_id", "day"),
     sqlite_with_rowid=False,
+)
+
+# blocked_hourly summed per domain over everything kept: an upper bound for any range.
+blocked_totals = Table(
+    "blocked_totals",
+    metadata,
+    Column("domain_id", Integer, primary_key=True),
+    Column("count", Integer, nullable=False),
 )
 
 risk_events = Table(

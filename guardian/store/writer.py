@@ -64,6 +64,8 @@ _UPSERT_DAILY_SERVICES = """INSERT INTO daily_services (day, client_id, profile_
     ON CONFLICT (day, client_id, profile_id, service_id, action_id) DO UPDATE SET count = count + excluded.count"""
 _UPSERT_BLOCKED_DAILY = """INSERT INTO blocked_daily (domain_id, profile_id, day, count) VALUES (?, ?, ?, ?)
     ON CONFLICT (domain_id, profile_id, day) DO UPDATE SET count = count + excluded.count"""
+_UPSERT_BLOCKED_TOTAL = """INSERT INTO blocked_totals (domain_id, count) VALUES (?, ?)
+    ON CONFLICT (domain_id) DO UPDATE SET count = count + excluded.count"""
 _UPSERT_USAGE = """INSERT INTO usage_hourly (day, hour, profile, target, minutes) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (day, profile, target, hour) DO UPDATE SET minutes = minutes + excluded.minutes"""
 # New occurrences bring a "seen" event back to "new"; "dismissed" stays dismissed.
@@ -377,6 +379,10 @@ class StoreWriter:
                 key = (domains[d], labels.get(p or "", 0), day_key(h, zone))
                 per_day[key] = per_day.get(key, 0) + n
             conn.exec_driver_sql(_UPSERT_BLOCKED_DAILY, [(*k, n) for k, n in per_day.items()])
+            totals: dict[int, int] = {}
+            for (domain_id, _p, _d), n in per_day.items():
+                totals[domain_id] = totals.get(domain_id, 0) + n
+            conn.exec_driver_sql(_UPSERT_BLOCKED_TOTAL, list(totals.items()))
         if batch.usage:
             conn.exec_driver_sql(_UPSERT_USAGE, [(*k, n) for k, n in batch.usage.items()])
         if batch.events:

@@ -27,7 +27,7 @@ from test_store_support import blocked, rec, sql, write
 
 from guardian.config import PrivacySettings, Settings, StoreSettings
 from guardian.reset import factory_reset
-from guardian.store import QueryRecord, Recorder
+from guardian.store import QueryRecord, Recorder, queries
 from guardian.store.days import ceil_hour, day_key, floor_hour
 from guardian.store.db import DB_NAME, open_database
 from guardian.store.queries import Counts, StoreReader
@@ -168,9 +168,14 @@ def blocked_sums(path: Path, zone: ZoneInfo) -> tuple[dict[Any, int], dict[Any, 
     return want, have
 
 
+def totals(path: Path) -> tuple[dict[Any, int], dict[Any, int]]:
+    want = dict(sql(path, "SELECT domain_id, sum(count) FROM blocked_hourly GROUP BY domain_id"))
+    return want, dict(sql(path, "SELECT domain_id, count FROM blocked_totals"))
+
+
 def assert_exact(path: Path, zone: ZoneInfo) -> None:
     """The daily rollups are the hourly rows' sums, and every question answers as from the hourly rows."""
-    for want, have in (daily_sums(path, zone), blocked_sums(path, zone)):
+    for want, have in (daily_sums(path, zone), blocked_sums(path, zone), totals(path)):
         assert have == want
     assert sql(path, "SELECT value FROM settings WHERE key = 'daily_zone'") == [(zone.key,)]
     reader, before = StoreReader.open(path, zone), StoreReader.open(hourly_only(path), zone)
@@ -301,7 +306,7 @@ def older_file(path: Path) -> dict[str, list[Any]]:
     returns what it stores, to check nothing is lost."""
     conn = sqlite3.connect(path)
     try:
-        for table in ("daily", "daily_services", "blocked_daily", "settings"):
+        for table in ("daily", "daily_services", "blocked_daily", "settings", "blocked_totals"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("PRAGMA user_version = 4")
         conn.commit()
@@ -320,7 +325,7 @@ def test_an_older_file_is_migrated_and_backfilled_losing_nothing(tmp_path: Path)
     write(path, traffic())
     kept = older_file(path)
     open_database(path, zone=PARIS).close()
-    assert sql(path, "PRAGMA user_version") == [(5,)]
+    assert sql(path, "PRAGMA user_version") == [(6,)]
     assert (tmp_path / f"{DB_NAME}.v4.bak").exists()
     assert stored(path) == kept
     assert_exact(path, PARIS)
@@ -417,7 +422,7 @@ def test_a_factory_reset_keeping_the_network_erases_the_daily_rollups_too(tmp_pa
     write(tmp_path / DB_NAME, traffic(n=300))
     assert sql(tmp_path / DB_NAME, "SELECT count(*) FROM blocked_daily")[0][0] > 0
     factory_reset(Settings(data_dir=tmp_path, timezone="Europe/Paris"), keep_network=True)
-    for table in ("daily", "daily_services", "blocked_daily", "hourly"):
+    for table in ("daily", "daily_services", "blocked_daily", "blocked_totals", "hourly"):
         assert sql(tmp_path / DB_NAME, f"SELECT count(*) FROM {table}") == [(0,)], table
 
 
@@ -439,3 +444,20 @@ def test_a_zone_change_on_reload_rebuilds_the_daily_rollups_with_the_next_batch(
     asyncio.run(main())
     assert sql(path, "SELECT count(*) FROM queries") == [(len(records),)]
     assert_exact(path, ST_JOHNS)
+
+
+@pytest.mark.parametrize("probe", [1, 4, 12, 30])
+def test_top_blocked_looks_at_the_busiest_domains_first_and_answers_the_same(tmp_path: Path, probe: int,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Few domains looked at first: the bound (the probe-th busiest total) decides whether
+    # they are the answer or every domain of the range is counted; both must answer alike.
+    path = tmp_path / DB_NAME
+    write(path, traffic())
+    monkeypatch.setattr(queries, "TOP_PROBE", probe)
+    reader = StoreReader.open(path, PARIS)
+    try:
+        for since, until in ranges():
+            for limit in (1, 3, 10):
+                assert reader.top_blocked(since, until, limit) == raw(path, since, until, "blocked", limit=limit)
+    finally:
+        reader.close()
