@@ -29,17 +29,18 @@ from guardian.config import load
 
 pytestmark = pytest.mark.slow
 BOX = "192.0.2.1"
+BOX6 = "2001:db8::1"  # the box's IPv6 address (documentation prefix): AAAA block answers point here
 
 CONFIG = """
 dns:
   listen: ["127.0.0.1:{dns_port}"]
   upstreams: [udp://127.0.0.1:{up_port}]
-  local_addresses: [{box}]   # the box's LAN address: blocked names and guardian.lan answer it
+  local_addresses: [{box}, "{box6}"]   # the box's LAN addresses: blocked names and guardian.lan answer them
   rate_limit: 0
 pack_lists: false
 dashboard:
   listen: ["127.0.0.1:8080"]
-  blockpage_listen: ["{box}:80"]
+  blockpage_listen: ["{box}:80", "[{box6}]:80"]
 data_dir: {data}
 timezone: Europe/Paris
 privacy:
@@ -75,11 +76,13 @@ def lan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         sh("ip", "-n", ns, "link", "add", "box0", "type", "veth", "peer", "name", "lan0")  # both ends inside
         sh("ip", "-n", ns, "link", "set", "lan0", "up")
         sh("ip", "-n", ns, "addr", "add", f"{BOX}/24", "dev", "box0")
+        sh("ip", "-n", ns, "addr", "add", f"{BOX6}/64", "dev", "box0", "nodad")
         sh("ip", "-n", ns, "link", "set", "box0", "up")
         upstream = FakeDns(zone={**ZONE, "10bet.com": [("A", "198.51.100.9")]}).start()
         dns_port = free_port()
         config = base / "guardian.yaml"
-        config.write_text(CONFIG.format(dns_port=dns_port, up_port=upstream.port, box=BOX, data=base / "var"))
+        config.write_text(CONFIG.format(dns_port=dns_port, up_port=upstream.port, box=BOX, box6=BOX6,
+                                        data=base / "var"))
         daemon = Running(load(config))
         log = (base / "web.log").open("wb")
         web = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "guardian", "web", "--config",
@@ -89,7 +92,8 @@ def lan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             while not in_ns(ns, f"""
                 import json, socket
                 try:
-                    socket.create_connection(("{BOX}", 80), timeout=1).close(); print(json.dumps(True))
+                    socket.create_connection(("{BOX}", 80), timeout=1).close()
+                    socket.create_connection(("{BOX6}", 80), timeout=1).close(); print(json.dumps(True))
                 except OSError:
                     print(json.dumps(False))"""):
                 assert web.poll() is None and time.monotonic() < end, (base / "web.log").read_text()
@@ -114,14 +118,31 @@ def test_the_blocked_answer_is_the_block_pages_address(lan: dict[str, Any]) -> N
     assert dig(lan["dns_port"], "guardian.lan").values == [BOX]
 
 
-def test_port_443_of_the_block_page_refuses_at_once(lan: dict[str, Any]) -> None:
+def test_the_blocked_aaaa_answer_is_the_block_pages_ipv6_address(lan: dict[str, Any]) -> None:
+    answer = dig(lan["dns_port"], "10bet.com", "AAAA", source="127.0.0.1")
+    assert answer.values == [BOX6], answer.text
+
+
+def test_the_block_page_answers_over_ipv6(lan: dict[str, Any]) -> None:
+    result = in_ns(lan["ns"], f"""
+        import http.client, json
+        c = http.client.HTTPConnection("{BOX6}", 80, timeout=10)
+        c.request("GET", "/", headers={{"Host": "10bet.com"}})
+        r = c.getresponse()
+        print(json.dumps({{"status": r.status, "page": r.read().decode(), "cache": r.getheader("Cache-Control")}}))""")
+    assert result["status"] == 200 and "gambling" in result["page"].lower(), result
+    assert result["cache"] == "no-store"
+
+
+@pytest.mark.parametrize("box", [BOX, BOX6])
+def test_port_443_of_the_block_page_refuses_at_once(lan: dict[str, Any], box: str) -> None:
     result = in_ns(lan["ns"], f"""
         import json, socket, time
         times, errors = [], []
         for _ in range(5):
             start = time.monotonic()
             try:
-                socket.create_connection(("{BOX}", 443), timeout=5).close()
+                socket.create_connection(("{box}", 443), timeout=5).close()
                 errors.append("connected")
             except ConnectionRefusedError:
                 errors.append("refused")
