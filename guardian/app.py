@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import sdnotify, status
+from . import audit, sdnotify, status
 from .config import Settings
 from .control import SOCKET_NAME, ControlServer
 from .control_web import dashboard_actions
@@ -352,7 +352,10 @@ class Guardian:
         configure_cache(self.cache, settings)
         self.recorder.apply(settings)  # retention too: it runs in the store's writer process
         # The config's household only seeds: it replaces ours only while no parent changed it.
-        self.household.reseed(seed, seed_digest(settings.household))
+        if self.household.reseed(seed, seed_digest(settings.household)):  # the operator's change: audited too
+            where = settings.path.name if settings.path is not None else "configuration"
+            await asyncio.to_thread(audit.record, settings.data_dir, {"action": "reseed", "actor": f"config {where}"},
+                                    None)
         self.pipeline = build_pipeline(settings, self.cache, self.recorder, self.policy, self._observe, self.clock,
                                        self._device_hint, self.rules.services, self.counters)
         if (settings.dns.upstreams, settings.dns.rebind_allow) != (self.settings.dns.upstreams, self.settings.dns.rebind_allow):

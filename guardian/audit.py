@@ -20,8 +20,8 @@ from typing import Any
 
 DB_NAME = "audit.db"
 WRITES = frozenset({"pause", "resume", "bonus", "allow", "block", "import", "profile-set", "profile-list",
-                    "profile-add", "profile-remove", "schedule-add", "schedule-remove", "budget-set", "device-set",
-                    "device-remove"})
+                    "profile-add", "profile-remove", "profile-rename", "schedule-add", "schedule-remove",
+                    "budget-set", "device-set", "device-remove", "settings-set", "household-restore"})
 _NOT_DETAIL = ("action", "actor", "revision", "text", "target", "profile", "name")
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, time REAL NOT NULL, who TEXT NOT NULL,"
            " action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '')")
@@ -42,8 +42,9 @@ def who(payload: dict[str, Any], uid: int | None) -> str:
 def record(data_dir: Path, payload: dict[str, Any], uid: int | None, now: float | None = None) -> None:
     """Append one change (call off the DNS loop: it touches the disk)."""
     target = str(payload.get("target") or payload.get("profile") or payload.get("name") or "")[:100]
-    detail = {k: v for k, v in payload.items() if k not in _NOT_DETAIL and isinstance(v, (str, int, float, bool))}
-    if payload.get("action") == "import":
+    detail = {k: v for k, v in payload.items() if k not in _NOT_DETAIL and (
+        isinstance(v, (str, int, float, bool)) or (isinstance(v, list) and all(isinstance(x, str) for x in v)))}
+    if payload.get("action") in ("import", "household-restore"):
         detail["filename"] = str(payload.get("filename") or "")
     with _lock:
         conn = sqlite3.connect(data_dir / DB_NAME, timeout=5)

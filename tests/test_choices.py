@@ -141,3 +141,23 @@ def test_a_broken_choices_file_is_reported_with_file_and_line(tmp_path: Path) ->
     with pytest.raises(ConfigError) as err:
         choices.read(tmp_path)
     assert f"{tmp_path / 'choices.yaml'}:2:" in str(err.value) and "query_days" in str(err.value)
+
+
+def test_settings_changes_and_the_operators_reseeds_are_in_the_audit_log(box) -> None:
+    from guardian import audit
+    from guardian.control import SOCKET_NAME, request
+
+    config, start = box
+    home = start()
+    data = home.settings.data_dir
+    answer = request(data / SOCKET_NAME, {"action": "settings-set", "upstreams": [home.settings.dns.upstreams[0].url],
+                                          "query_days": 5}, timeout=30)
+    assert answer["ok"], answer
+    row = audit.read(data)[0]
+    assert row["action"] == "settings-set" and row["account"].startswith("cli ")
+    assert "query_days" in row["detail"] and "127.0.0.1" in row["detail"]
+    config.write_text(config.read_text().replace("{name: Adult, categories: []}",
+                                                 "{name: Adult, categories: [gambling]}"))
+    home.call(home.daemon.reload(load(config)))
+    row = audit.read(data)[0]
+    assert (row["action"], row["account"]) == ("reseed", "config guardian.yaml")
