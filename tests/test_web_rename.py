@@ -6,7 +6,7 @@ DNS answer for the child's device does not change, and the audit log says who di
 from __future__ import annotations
 
 import pytest
-from webdash import Page, browser, dash, page  # noqa: F401 - fixtures
+from webdash import PASSWORD, Page, browser, dash, page  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +69,28 @@ def test_a_childs_open_request_can_be_approved_after_the_profile_is_renamed(page
     p.click(f"form[action='/requests/{made.id}/approve'] button[value='3600']")
     assert Asks(dash.data).get(made.id).state == "approved"
     assert dash.dig("10bet.com", source="127.0.0.3").values == ["198.51.100.9"]
+
+
+def test_turning_all_filtering_off_asks_for_the_password(page: Page, dash) -> None:
+    control(dash, action="profile-add", name="Max", template="teen")
+    control(dash, action="profile-set", profile="Max", set={"categories": ["adult", "gambling"],
+                                                           "bypass_protection": False})
+    control(dash, action="device-set", name="Max's phone", ip="127.0.0.4", profile="Max")
+    assert dash.dig("www.3movs.com", source="127.0.0.4").values != ["198.51.100.10"]  # adult: blocked
+    p = page.login()
+    page.go("/profiles/Max")
+    with p.expect_navigation():  # an untick saves at once (the page's script)
+        p.uncheck("input[name='category'][value='gambling']")
+    p.uncheck("input[name='category'][value='adult']")  # the last one: the script waits for the password
+    assert p.evaluate("document.activeElement.id") == "filters-current"
+    p.fill("#filters-current", "not the password")
+    p.click("form.autosave button[type='submit']")
+    assert "password is wrong" in p.locator("body").inner_text()
+    assert dash.dig("www.3movs.com", source="127.0.0.4").values != ["198.51.100.10"]  # still filtered
+    page.go("/profiles/Max")
+    p.locator("form.autosave input[name='category']:checked").first.uncheck()
+    p.fill("#filters-current", PASSWORD)
+    p.click("form.autosave button[type='submit']")
+    p.wait_for_url(dash.url + "/profiles/Max")
+    assert p.locator("form.autosave input[name='category']:checked").count() == 0
+    assert dash.dig("www.3movs.com", source="127.0.0.4").values == ["198.51.100.10"]

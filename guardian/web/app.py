@@ -1161,6 +1161,9 @@ async def profile_filters(request: web.Request) -> web.StreamResponse:
     state = await state_of(request)
     known = {c["id"] for c in state["categories"]}
     categories = [str(v) for v in data.getall("category", []) if str(v) in known]
+    if not categories and find_profile(state, name).get("categories"):
+        # Filtering off for a child: the password again (a child at a parent's unlocked phone).
+        await reauthenticate(request, str(data.get("current", "")))
     fields = {"categories": categories, "safe_search": data.get("safe_search") == "on",
               "bypass_protection": data.get("bypass_protection") == "on",
               "youtube": str(data.get("youtube", "off"))}
