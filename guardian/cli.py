@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
@@ -10,10 +9,13 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import ConfigError, GuardianError
-from .household.actions import ACTIONS
+
+if TYPE_CHECKING:  # argparse and the action table load when a command needs them: `guardian web` never does
+    import argparse
 
 log = logging.getLogger("guardian")
 
@@ -21,6 +23,8 @@ DEFAULT_CONFIG = "/etc/guardian/guardian.yaml"
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="guardian", description="Home-network guardian: family DNS filtering.")
     parser.add_argument("--version", action="version", version=f"guardian {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -90,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _duration(text: str) -> int:
+    import argparse
+
     from .control import parse_duration
 
     try:
@@ -98,11 +104,31 @@ def _duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-PARENT_COMMANDS = tuple(ACTIONS)  # the household's action table (household/actions.py)
-DAEMON_COMMANDS = (*PARENT_COMMANDS, "status")  # answered by the running daemon
+def daemon_commands() -> tuple[str, ...]:
+    """The commands the running daemon answers: the household's action table
+    (household/actions.py) and status."""
+    from .household.actions import ACTIONS
+
+    return (*ACTIONS, "status")
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """PARENT_COMMANDS and DAEMON_COMMANDS, read from the action table when asked."""
+    if name == "PARENT_COMMANDS":
+        return daemon_commands()[:-1]
+    if name == "DAEMON_COMMANDS":
+        return daemon_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["web"]:  # the dashboard's process: no parser of every command, no action table
+        from .web import lean_main
+
+        code = lean_main(words[1:])
+        if code is not None:
+            return code
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -140,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = commands.events if args.command == "events" else commands.stats
             print(report(config.load(args.config), args.since, args.json))
             return 0
-        if args.command in DAEMON_COMMANDS:
+        if args.command in daemon_commands():
             return parent_action(args)
     except ConfigError as exc:
         for problem in exc.problems:
@@ -167,6 +193,8 @@ def web_command(args: argparse.Namespace) -> int:
 def request_payload(args: argparse.Namespace) -> dict[str, object]:
     """The control request for a command line: the table's arguments (household/actions.py)
     are the CLI's of the same names; --for, --until and --cancel become for, at and cancel."""
+    from .household.actions import ACTIONS
+
     payload: dict[str, object] = {"action": args.command}
     spec = ACTIONS.get(args.command)
     if spec is not None and spec.cli_file:

@@ -10,6 +10,7 @@ import pkgutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import guardian
 
@@ -60,7 +61,6 @@ def test_every_module_imports_alone_and_the_dns_side_stays_light():
 def test_every_top_level_module_has_its_place_in_the_layers_contract():
     """A module missing from setup.cfg's layers would escape the import-linter contract."""
     import configparser
-    from pathlib import Path
 
     cfg = configparser.ConfigParser()
     cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
@@ -68,3 +68,62 @@ def test_every_top_level_module_has_its_place_in_the_layers_contract():
               for name in line.replace("|", ":").split(":") if name.strip()}
     top = {f"guardian.{info.name}" for info in pkgutil.iter_modules(guardian.__path__)}
     assert not top - listed, f"add these to the layers in setup.cfg: {sorted(top - listed)}"
+
+
+# What the dashboard's process (`guardian web`) must never load: the DNS side's wire and
+# capture libraries, the writer's SQLAlchemy, the daemon's scheduler; nor the whole CLI (its
+# parser of every command and the action table).
+NOT_IN_WEB_PROCESS = ("dnslib", "scapy", "sqlalchemy", "apscheduler", "guardian.household")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _web_process_imports(entry: list[str], config: str, port: int) -> set[str]:
+    """The modules a real `guardian web` imported by the time it answered /healthz (-X importtime)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    err = Path(config).with_suffix(".imports")
+    with err.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-X", "importtime", *entry, "web", "--config", config],
+                                stdout=subprocess.DEVNULL, stderr=sink)
+        try:
+            end = time.monotonic() + 60
+            while True:
+                try:  # no daemon runs: 503, "status": "down"; an answer all the same
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).close()
+                    break
+                except urllib.error.HTTPError as answer:
+                    assert answer.code == 503, answer
+                    break
+                except OSError:
+                    assert proc.poll() is None, err.read_text()[-2000:]
+                    assert time.monotonic() < end, "guardian web did not answer /healthz within 60 s"
+                    time.sleep(0.1)
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    return {line.rsplit("|", 1)[1].strip() for line in err.read_text().splitlines() if line.startswith("import time:")}
+
+
+def test_the_dashboard_process_loads_neither_the_dns_side_nor_the_cli(tmp_path):
+    port = _free_port()
+    config = tmp_path / "guardian.yaml"
+    config.write_text(f"""
+dns: {{listen: ["127.0.0.1:{_free_port()}"], upstreams: ["udp://127.0.0.1:9"]}}
+dashboard: {{listen: ["127.0.0.1:{port}"]}}
+data_dir: {tmp_path / "var"}
+household: {{default_profile: Adult, profiles: [{{name: Adult}}]}}
+""")
+    script = str(Path(sys.executable).parent / "guardian")  # the console script the unit runs
+    for entry in (["-m", "guardian"], [script]):  # guardian run starts `python -m guardian web`
+        loaded = _web_process_imports(entry, str(config), port)
+        assert "guardian.web.app" in loaded and "aiohttp.web" in loaded  # it did import and serve
+        assert not loaded & set(NOT_IN_WEB_PROCESS), (entry, sorted(loaded & set(NOT_IN_WEB_PROCESS)))

@@ -8,9 +8,10 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 
 from ..config import Settings
-from ..errors import GuardianError
+from ..errors import ConfigError, GuardianError
 
 WORKERS = 2  # threads for the blocking work (sqlite reads, argon2): one core's worth and one waiting
 MALLOC_ARENA_MAX = 2
@@ -32,6 +33,30 @@ def lean_memory() -> None:
         libc.mallopt(-1, MMAP_THRESHOLD)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+def lean_main(argv: Sequence[str]) -> int | None:
+    """``guardian web --config FILE`` (as ``guardian run`` and guardian-web.service start it)
+    without the CLI's parser of every command: the dashboard's process keeps only what it
+    serves with. None for any other form (help, reset-password, no --config), which the
+    full CLI parses."""
+    if len(argv) == 2 and argv[0] in ("--config", "-c"):
+        path = argv[1]
+    elif len(argv) == 1 and argv[0].startswith("--config="):
+        path = argv[0].removeprefix("--config=")
+    else:
+        return None
+    from .. import config
+
+    try:
+        return run(config.load(path))
+    except ConfigError as exc:  # as the CLI says them
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except GuardianError as exc:
+        print(f"guardian: {exc}", file=sys.stderr)
+        return 1
 
 
 def run(settings: Settings) -> int:
