@@ -403,6 +403,114 @@ def iter_rules(lines: Iterable[str], fmt: ListFormat = "auto", stats: ParseStats
     st.lines = lineno
 
 
+# --- the batch parser (compiling big lists) --------------------------------------------
+
+# The lines of a big list are nearly all of one simple shape: "0.0.0.0 name", "name" or
+# "||name^", with comments between. For such a line _parse_line gives one plain deny rule,
+# which one regex over a whole chunk finds at C speed; any other line (upper case, a
+# trailing dot, a wildcard, an inline comment, ...) goes through _parse_line as before.
+# Each pattern accepts only lines whose _parse_line result it is sure of: a name of at
+# least two labels, at most MAX_NAME characters, a last label that is not all digits
+# (so never an IP address), never "localhost.localdomain" (a name for this machine).
+_FAST_NAME = (
+    r"(?=[a-z0-9_.-]{1," + str(MAX_NAME) + r"}(?![a-z0-9_.-]))(?!localhost\.localdomain(?![a-z0-9_.-]))"
+    r"(?:[a-z0-9_-]{1,63}\.)+(?=[0-9]*[a-z_-])[a-z0-9_-]{1,63}"
+)
+_FAST_HOSTS = re.compile(r"^(?:0\.0\.0\.0|127\.0\.0\.1)[ \t]{1,100}(" + _FAST_NAME + r")[ \t]{0,100}\n", re.M)
+_FAST_PLAIN = re.compile(r"^(" + _FAST_NAME + r")[ \t]{0,100}\n", re.M)
+_FAST_ADBLOCK = re.compile(r"^\|\|(" + _FAST_NAME + r")\^[ \t]{0,100}\n", re.M)
+# Blank lines, and comments that are no cosmetic rule ("#" then none of #@?$%).
+_FAST_COMMENT = re.compile(r"^[ \t]*(?:[!\[][^\n]*|#(?:[^#@?$%\n][^\n]*)?)?\n", re.M)
+_FAST_PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
+    "auto": (_FAST_HOSTS, _FAST_PLAIN, _FAST_ADBLOCK),
+    "domains": (_FAST_PLAIN,),
+    "hosts": (_FAST_HOSTS,),
+    "adblock": (_FAST_PLAIN, _FAST_ADBLOCK),
+    "sha256": (),
+}
+BATCH_CHARS = 1 << 20  # read per chunk
+_PIECE_LINES = 256  # a chunk with an odd line is tried again in pieces of this many lines
+
+
+def iter_batches(handle: TextIO, fmt: ListFormat = "auto",
+                 stats: ParseStats | None = None) -> Iterator[tuple[list[str], list[Rule]]]:
+    """The rules of a list file in batches: ``(names, rules)`` per chunk of lines.
+
+    ``names`` are plain deny domain rules (``Rule(DOMAIN, name, False)``), ``rules``
+    every other rule; together the same rules, in another order, and the same ``stats``
+    as ``iter_rules`` gives for the file. For compiling: a million names cost about a
+    tenth of the time, and no Rule object each.
+    """
+    if fmt not in _ALLOWED:
+        raise ValueError(f"unknown list format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    st = stats if stats is not None else ParseStats()
+    patterns = _FAST_PATTERNS[fmt]
+    lineno = 0  # lines before the chunk
+    carry = ""
+    while True:
+        text = handle.read(BATCH_CHARS)
+        if text:
+            text = carry + text
+            cut = text.rfind("\n") + 1
+            if not cut:
+                carry = text
+                continue
+            chunk, carry = text[:cut], text[cut:]
+        elif carry:
+            chunk, carry = carry + "\n", ""
+        else:
+            break
+        names: list[str] = []
+        rules: list[Rule] = []
+        lineno = _chunk_rules(chunk, lineno, fmt, patterns, st, names, rules)
+        yield names, rules
+    st.lines = lineno
+
+
+def _chunk_rules(chunk: str, lineno: int, fmt: ListFormat, patterns: tuple[re.Pattern[str], ...], st: ParseStats,
+                 names: list[str], rules: list[Rule]) -> int:
+    """Parse ``chunk`` (whole lines, each ending in a newline) after line ``lineno``."""
+    count = chunk.count("\n")
+    if patterns:
+        found: list[str] = []
+        for pattern in patterns:  # each line matches one pattern at most
+            found += pattern.findall(chunk)
+            if len(found) == count:
+                break
+        comments = len(_FAST_COMMENT.findall(chunk)) if len(found) < count else 0
+        if len(found) + comments == count:  # every line is of a shape the patterns know
+            names += found
+            st.rules += len(found)
+            st.comments += comments
+            return lineno + count
+        if count > _PIECE_LINES:  # find the odd lines: most pieces are still all simple
+            lines = chunk.split("\n")[:count]
+            for start in range(0, count, _PIECE_LINES):
+                piece = "\n".join(lines[start : start + _PIECE_LINES]) + "\n"
+                lineno = _chunk_rules(piece, lineno, fmt, patterns, st, names, rules)
+            return lineno
+    for raw in chunk.split("\n")[:count]:
+        lineno += 1
+        line = raw.strip()
+        try:
+            parsed = _parse_line(line, fmt)
+        except _Skip:
+            st.skipped += 1
+            continue
+        except _Invalid as exc:
+            st.add_invalid(lineno, line, str(exc))
+            continue
+        if parsed is None:
+            st.comments += 1
+        elif isinstance(parsed, list):
+            st.rules += 1
+            rules += parsed
+        else:
+            st.rules += 1
+            rules.append(parsed)
+    return lineno
+
+
 def parse(lines: Iterable[str], fmt: ListFormat = "auto") -> ParseResult:
     """Parse every line into a de-duplicated ``ParseResult``; never raises on bad lines."""
     result = ParseResult()

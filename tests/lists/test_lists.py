@@ -16,6 +16,7 @@ from guardian.policy.lists import (
     RuleType,
     check_refresh,
     hash_name,
+    iter_batches,
     iter_rules,
     normalise_name,
     parse,
@@ -231,6 +232,51 @@ def test_stream_parsing_from_a_file(tmp_path: Path) -> None:
     assert len(result.deny) == 1000
     assert result.stats.comments == 1  # the BOM did not hide the comment
     assert result.invalid == 1 and result.invalid_examples[0].lineno == 1002
+
+
+# Lines of every kind, the fast shapes with each way they can be subtly different.
+ODD_LINES = [
+    "0.0.0.0 a.example", "127.0.0.1 b.example", "0.0.0.0\tc.example  ", "c.example", "||d.example^",
+    "||e.example^  ", "@@||f.example^", "||g.example^$important", "||g2.example^|", "0.0.0.0 localhost",
+    "127.0.0.1 localhost.localdomain", "||localhost.localdomain^", "localhost.localdomain", "0.0.0.0 0.0.0.0",
+    "0.0.0.0 1.2.3.4", "0.0.0.0 a.123", "a.123", "1.2.3.4", "::1 v6.example", "0.0.0.0 UPPER.example",
+    "Upper.example", "trailing.example.", "0.0.0.0 trailing.example.", "0.0.0.0 a.example b.example",
+    "*.wild.example", "||*.wild2.example^", "# comment", "#", "", "   ", "\t", "! adblock comment",
+    "[Adblock Plus 2.0]", "##.ad-banner", "example.com##.ad", "#@#.x", "#$#x", "#%#x", "#?#x", "#@foo",
+    "0.0.0.0 h.example # inline", "h2.example\t# inline", "singlelabel", "0.0.0.0 singlelabel", "||tld^",
+    "a..b.example", ".lead.example", "-lead.example", "_dmarc.example", "x" * 64 + ".example",
+    ".".join(["a" * 63] * 4), ".".join(["b" * 63] * 3) + "." + "c" * 61, ".".join(["b" * 63] * 3) + "." + "c" * 62,
+    "/ads[0-9]+\\./", "/unclosed", "@@/re/", "0123456789abcdef" * 4, "bücher.example", "0.0.0.0 bücher.example",
+    "\x0c0.0.0.0 ff.example", " 0.0.0.0 lead-space.example", "0.0.0.0 " + " " * 120 + "many-spaces.example",
+    "0.0.0.0 trailing-spaces.example" + " " * 120, "|http://x.example", "x.example/path", "x.example^",
+    "0.0.0.0 cr.example\r", "0.0.0.0 " + "long.example " * 90, "0.0.0.0 x.local", "0.0.0.0 broadcasthost",
+    "0.0.0.0" + " " * 1100 + "far.example", "far2.example" + " " * 1100,
+]
+
+
+def parsed_both_ways(text: str, fmt: str) -> tuple[tuple[list[Rule], ParseStats], tuple[list[Rule], ParseStats]]:
+    one, two = ParseStats(), ParseStats()
+    rules = list(iter_rules(io.StringIO(text), fmt, one))  # type: ignore[arg-type]
+    batched: list[Rule] = []
+    for names, others in iter_batches(io.StringIO(text), fmt, two):  # type: ignore[arg-type]
+        batched += [Rule(D, name, False) for name in names] + others
+    return (sorted(rules), one), (sorted(batched), two)
+
+
+@pytest.mark.parametrize("fmt", ["auto", "domains", "hosts", "adblock", "sha256"])
+@pytest.mark.parametrize("chunk", [1 << 20, 97])
+def test_batches_give_the_rules_and_counts_of_iter_rules(fmt: str, chunk: int, monkeypatch) -> None:
+    monkeypatch.setattr("guardian.policy.lists.BATCH_CHARS", chunk)
+    simple = [f"0.0.0.0 s{i}.example" if i % 3 else f"||s{i}.example^" if i % 2 else f"s{i}.example"
+              for i in range(700)]
+    # Each odd line with simple ones only (what the patterns wrongly took would show), all of
+    # them among many simple lines (the pieces), without a final newline, nothing at all.
+    texts = [f"{line}\ns1.example\n0.0.0.0 s2.example\n||s3.example^\n# c\n" for line in ODD_LINES]
+    for text in [*texts, "\n".join(simple + ODD_LINES + simple) + "\n", "\n".join(simple[:300] + ODD_LINES[:5]),
+                 "\n".join(simple) + "\n", "", "\n\n"]:
+        (rules, one), (batched, two) = parsed_both_ways(text, fmt)
+        assert batched == rules
+        assert two == one
 
 
 def test_iter_rules_consumes_lazily() -> None:
