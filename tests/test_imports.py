@@ -72,8 +72,9 @@ def test_every_top_level_module_has_its_place_in_the_layers_contract():
 
 # What the dashboard's process (`guardian web`) must never load: the DNS side's wire and
 # capture libraries, the writer's SQLAlchemy, the daemon's scheduler; nor the whole CLI (its
-# parser of every command and the action table).
-NOT_IN_WEB_PROCESS = ("dnslib", "scapy", "sqlalchemy", "apscheduler", "guardian.household")
+# parser of every command and the action table) and aiohttp's client side (it only serves).
+NOT_IN_WEB_PROCESS = ("dnslib", "scapy", "sqlalchemy", "apscheduler", "guardian.household", "aiohttp.client",
+                      "aiohttp.connector", "aiohttp.cookiejar")
 
 
 def _free_port() -> int:

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..config import Settings
 from ..errors import ConfigError, GuardianError
@@ -33,6 +34,44 @@ def lean_memory() -> None:
         libc.mallopt(-1, MMAP_THRESHOLD)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+def server_only_aiohttp() -> None:
+    """Put aiohttp's package into sys.modules without running its ``__init__``, which imports
+    the client side too (client requests, connector, cookie jar, tracing, happy eyeballs:
+    ~4 MB of the dashboard's RSS, tests/perf/bench_web.py) though the dashboard only serves.
+    ``aiohttp.web`` and the other submodules import as usual; the first use of a name that
+    ``__init__`` defines (``aiohttp.ClientSession``) runs it then, so nothing is lost. Only
+    before anything imported aiohttp; tests/test_imports.py starts a real ``guardian web``
+    and checks that the client side stays unloaded."""
+    if "aiohttp" in sys.modules:
+        return
+    import importlib.util
+    import pkgutil
+    import re
+
+    spec = importlib.util.find_spec("aiohttp")
+    if spec is None or spec.loader is None or spec.origin is None or not spec.submodule_search_locations:
+        return
+    try:  # aiohttp.http reads the package's __version__ (its Server header)
+        version = re.search(r'^__version__ = "([^"]+)"', Path(spec.origin).read_text(encoding="utf-8"), re.M)
+    except OSError:
+        return
+    if version is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+    submodules = {info.name for info in pkgutil.iter_modules(spec.submodule_search_locations)}
+    loader = spec.loader
+
+    def complete(name: str) -> object:
+        if name in submodules or name.startswith("__"):
+            raise AttributeError(name)  # a submodule (the import system loads it) or a probe
+        del vars(package)["__getattr__"]
+        loader.exec_module(package)
+        return getattr(package, name)
+
+    vars(package).update(__version__=version.group(1), __getattr__=complete)  # PEP 562's module __getattr__
+    sys.modules["aiohttp"] = package
 
 
 def lean_main(argv: Sequence[str]) -> int | None:
@@ -64,6 +103,7 @@ def run(settings: Settings) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     lean_memory()
+    server_only_aiohttp()
     from .app import serve
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
