@@ -325,7 +325,7 @@ def test_an_older_file_is_migrated_and_backfilled_losing_nothing(tmp_path: Path)
     write(path, traffic())
     kept = older_file(path)
     open_database(path, zone=PARIS).close()
-    assert sql(path, "PRAGMA user_version") == [(6,)]
+    assert sql(path, "PRAGMA user_version") == [(7,)]
     assert (tmp_path / f"{DB_NAME}.v4.bak").exists()
     assert stored(path) == kept
     assert_exact(path, PARIS)
