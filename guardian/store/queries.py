@@ -137,17 +137,19 @@ class StoreReader:
 
         def ask(execute: Execute) -> list[Any]:
             found = None
-            if profile is None and built_zone(execute) is not None:
+            if profile is None and built_zone(execute) is not None and _covers_most(execute, start, end):
                 # The domains blocked most over everything kept first: one outside them was
                 # blocked at most ``bound`` times in any range, so when the range's top
-                # ``limit`` among them all beat that, they are the answer (exactly).
-                bound_rows = execute("SELECT count FROM blocked_totals ORDER BY count DESC LIMIT 1 OFFSET ?",
-                                     (TOP_PROBE - 1,))
-                bound = int(bound_rows[0][0]) if bound_rows else 0
-                found = top(execute, " AND domain_id IN (SELECT domain_id FROM blocked_totals"
-                            " ORDER BY count DESC, domain_id LIMIT ?)", (TOP_PROBE,))
-                if bound_rows and not (len(found) == limit and int(found[-1][1]) > bound):
-                    found = None
+                # ``limit`` among them all beat that, they are the answer (exactly). Worth
+                # it when the range holds most of what is kept (30 days of 30, say).
+                busiest = execute("SELECT domain_id, count FROM blocked_totals ORDER BY count DESC LIMIT ?",
+                                  (TOP_PROBE,))
+                ids = tuple(int(i) for i, _n in busiest)
+                bound = int(busiest[-1][1]) if len(busiest) == TOP_PROBE else 0
+                if ids:
+                    found = top(execute, f" AND domain_id IN ({', '.join('?' * len(ids))})", ids)
+                    if bound and not (len(found) == limit and int(found[-1][1]) > bound):
+                        found = None
             if found is None:  # every (domain, day) pair of the range
                 found = top(execute, where, params)
             names = dict(execute(f"SELECT id, name FROM domains WHERE id IN ({', '.join('?' * len(found))})",
@@ -354,6 +356,16 @@ def anonymous_csv(rows: list[dict[str, Any]]) -> str:
 def anonymous_json(rows: list[dict[str, Any]]) -> str:
     return json.dumps({"format": "guardian-anonymous-stats", "version": 1, "fields": list(ANON_FIELDS),
                        "rows": rows}, indent=1)
+
+
+def _covers_most(execute: Execute, start: int, end: int) -> bool:
+    """Whether the hours [start, end) hold at least half the span of the blocked counts kept."""
+    lo = execute("SELECT min(hour) FROM blocked_hourly", ())[0][0]
+    hi = execute("SELECT max(hour) FROM blocked_hourly", ())[0][0]
+    if lo is None or hi is None:
+        return False
+    span = int(hi) + HOUR - int(lo)
+    return 2 * (min(end, int(hi) + HOUR) - max(start, int(lo))) >= span
 
 
 def _floor(epoch: float) -> int:
