@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 from fakedns import FakeDns
 from support import ZONE
-from webdash import PASSWORD, Page, browser, dash, page  # noqa: F401 - fixtures
+from webdash import PARENT, PASSWORD, Page, browser, dash, page  # noqa: F401 - fixtures
 
 from guardian import choices
 from guardian.store.records import DB_NAME
@@ -142,3 +142,42 @@ def test_the_household_downloads_and_a_restore_checks_it_line_by_line(page: Page
     page.go("/settings")
     assert "household restored" in p.locator("body").inner_text()
     page.check("settings-backup")
+
+
+def test_the_api_renames_a_profile_and_changes_settings_with_a_token(dash) -> None:
+    import json
+
+    from guardian.web.accounts import Accounts, db_path
+
+    dash.ensure_parent()
+    accounts = Accounts(db_path(dash.data))
+    account = accounts.find(PARENT)
+    assert account is not None
+    bearer = {"Authorization": f"Bearer {accounts.create_token(account, 'telco app')}",
+              "Content-Type": "application/json"}
+
+    def api(method: str, path: str, body: object = None) -> tuple[int, dict]:
+        status, _h, text, _c = dash.http(method, "/api/v1" + path, json.dumps(body) if body is not None else "",
+                                         bearer)
+        return status, json.loads(text) if text else {}
+
+    status, doc = api("GET", "/openapi.json")
+    assert {"/api/v1/settings", "/api/v1/profiles/{name}/rename"} <= set(doc["paths"])
+    status, got = api("GET", "/settings")
+    assert status == 200 and got["retention"]["event_days"] == 90
+    assert api("POST", "/settings", {"event_days": 30}) == (200, {"message": "settings saved",
+                                                                  "changed": ["event_days"]})
+    assert dash.daemon.daemon.settings.store.event_days == 30
+    status, answer = api("POST", "/settings", {"privacy": "risks-only"})  # no password
+    assert status == 403 and dash.daemon.daemon.settings.privacy.mode != "risks-only"
+    status, answer = api("POST", "/settings", {"privacy": "risks-only", "password": PASSWORD})
+    assert status == 200 and dash.daemon.daemon.settings.privacy.mode == "risks-only", answer
+    status, answer = api("POST", "/settings", {"query_days": "many"})
+    assert status == 400 and "query_days" in answer["error"]
+    assert api("POST", "/settings", {"colour": "red"})[0] == 400
+    child, other = dash.daemon.daemon.policy.current.household.profiles[:2]
+    status, answer = api("POST", f"/profiles/{child.id}/rename", {"name": "Kiddo"})
+    assert status == 200, answer
+    names = {p.name: p.id for p in dash.daemon.daemon.policy.current.household.profiles}
+    assert names.get("Kiddo") == child.id
+    assert api("POST", "/profiles/Kiddo/rename", {"name": other.name})[0] == 400  # taken

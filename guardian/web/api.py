@@ -16,8 +16,22 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
-from .app import CONTROL, HISTORY, PROVISION, Refused, act, activity_filter, audit_log, digest, session_of, state_of
+from .. import __version__, choices
+from .app import (
+    CONTROL,
+    HISTORY,
+    PROVISION,
+    Managed,
+    Refused,
+    act,
+    activity_filter,
+    audit_log,
+    digest,
+    find_profile,
+    reauthenticate,
+    session_of,
+    state_of,
+)
 from .asking import ASKS, LENGTHS, approve_ask, decline_ask, request_id, service_to_allow
 from .asks import STATES
 
@@ -103,6 +117,37 @@ async def post_profile(request: web.Request) -> web.Response:
     name, template = str(body.get("name", "")).strip(), str(body.get("template", ""))
     answer = await act(request, "profile-add", ("profile added", name, template), name=name, template=template)
     return web.json_response({"message": answer.get("message", "")})
+
+
+async def post_profile_rename(request: web.Request) -> web.Response:
+    body = await _json(request)
+    new = str(body.get("name", "")).strip()
+    was = find_profile(await state_of(request), request.match_info["name"])["name"]
+    answer = await act(request, "profile-rename", ("profile renamed", was, new), profile=was, name=new)
+    await asyncio.to_thread(request.app[ASKS].rename, "profile", was, new)
+    return web.json_response({"message": answer.get("message", "")})
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[CONTROL].data("settings"))
+
+
+async def post_settings(request: web.Request) -> web.Response:
+    """Change the service's settings parents may choose; the resolvers and the privacy
+    mode need the account's ``password`` in the body too, as on the Settings page."""
+    body = await _json(request)
+    changes = {k: body[k] for k in choices.LOCKS if k in body}
+    if not changes:
+        raise Refused(400, f"give one of {', '.join(choices.LOCKS)}")
+    provision = request.app[PROVISION]
+    for key in changes:
+        if choices.LOCKS[key] and provision.is_locked(choices.LOCKS[key]):
+            raise Managed(provision.managed_by, choices.LOCKS[key])
+    if "upstreams" in changes or "privacy" in changes:
+        await reauthenticate(request, str(body.get("password", "")))
+    detail = "; ".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in changes.items())
+    answer = await act(request, "settings-set", ("settings changed", ", ".join(changes), detail), **changes)
+    return web.json_response({"message": answer.get("message", ""), "changed": sorted(changes)})
 
 
 async def get_requests(request: web.Request) -> web.Response:
@@ -204,6 +249,24 @@ ROUTES: list[tuple[str, str, Any, str, dict[str, Any] | None, dict[str, Any], li
     ("POST", "/requests/{id}/decline", post_request_decline, "Decline a request, with an optional message for "
      "the child (at most 200 characters; 404 unknown, 409 answered or expired)",
      {"type": "object", "properties": {"message": {"type": "string", "maxLength": 200}}}, _ANSWER, _ID),
+    ("POST", "/profiles/{name}/rename", post_profile_rename, "Rename a profile (by its name or stable id): its "
+     "id, devices, pause, bonus, allowed sites, today's minutes and history stay with it",
+     {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 40}}},
+     _MSG, _NAME),
+    ("GET", "/settings", get_settings, "The filtering service's settings: resolvers, privacy mode, retention, "
+     "time zone, the downloaded lists and their status", None, _OBJ, []),
+    ("POST", "/settings", post_settings, "Change the settings parents may choose (kept on the box over the "
+     "configuration; never a setting the provider locks: 403 `setting`); resolvers and privacy mode need the "
+     "account's password; a switch to anonymous erases who asked what at once",
+     {"type": "object", "properties": {
+         "upstreams": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+         "privacy": {"enum": ["full", "risks-only", "anonymous"]},
+         "query_days": {"type": "integer", "minimum": 0, "maximum": 3650},
+         "event_days": {"type": "integer", "minimum": 0, "maximum": 3650},
+         "timezone": {"type": "string", "description": "an IANA zone, e.g. Europe/Paris"},
+         "password": {"type": "string", "description": "the account's password (resolvers, privacy mode)"}}},
+     {"type": "object", "properties": {"message": {"type": "string"},
+                                       "changed": {"type": "array", "items": {"type": "string"}}}}, []),
     ("POST", "/profiles", post_profile, "Add a child's profile from a rule-pack template (403 `setting` when "
      "the provisioning locks profiles)",
      {"type": "object", "required": ["name", "template"],
