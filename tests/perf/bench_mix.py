@@ -301,17 +301,7 @@ def store_questions(rows: int) -> dict[str, float]:
 
     from guardian.store.queries import StoreReader
 
-    directory = Path(f"/tmp/guardian-bench-store-{rows}")
-    path = directory / "guardian.db"
-    stamp = directory / "built-at"
-    if not stamp.exists():
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
-        now = time.time()
-        print(f"building {rows:,} synthetic query-log rows in {path} (kept for later runs)")
-        store.build(path, rows, now)
-        stamp.write_text(repr(now))
-    now = float(stamp.read_text())
+    path, now = store.kept_file(rows)  # built once; an older one migrated and its daily rollups backfilled
     reader = StoreReader.open(path, store.ZONE)
     questions = {
         "per device, 7 days": lambda: reader.per_device(now - 7 * 86_400, now),

@@ -1,14 +1,19 @@
 """Store benchmark (not collected by pytest): logging rate, writer CPU, bytes written, dashboard reads.
 
-    .venv/bin/python tests/perf/bench_store.py [--seconds 30] [--rate 2000] [--rows 10000000] [--dir DIR]
+    .venv/bin/python tests/perf/bench_store.py [--seconds 30] [--rate 2000] [--rows 10000000] [--dir DIR] [--reuse]
+
+``--seconds 0`` skips part 1; ``--reuse`` keeps part 2's file under
+/tmp/guardian-bench-store-ROWS/ between runs (the one bench_mix.py uses), migrating and
+backfilling an older one first.
 
 1. Sustained logging: synthetic records fed to a real Recorder at ``--rate`` per second for
    ``--seconds``, then as fast as the loop can make them; prints the committed rate, drops,
    the writer thread's and the whole process's CPU share, and the bytes written per million
    queries (growth of guardian.db + WAL, and /proc/self/io write_bytes).
 2. Dashboard questions on ``--rows`` synthetic query-log rows spread over 30 days (made by
-   SQL in big transactions, rollups built from them): each question's time, first call and
-   median of five.
+   SQL in big transactions, the hourly rollups built from them, then the daily ones by the
+   store's own backfill, as the writer's open does for an older file): each question's
+   time, first call and median of five, the 24-hour ones and the 7- and 30-day ones.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -27,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from guardian.config import PrivacySettings, StoreSettings  # noqa: E402
 from guardian.store import QueryRecord, Recorder  # noqa: E402
-from guardian.store.db import DB_NAME, open_database  # noqa: E402
+from guardian.store.db import DB_NAME, backfill, migrate, open_database  # noqa: E402
 from guardian.store.queries import StoreReader  # noqa: E402
+from guardian.web.history import History  # noqa: E402
 
 ZONE = ZoneInfo("Europe/Paris")
 CATEGORIES = ["games", "social", "video", "news", "shopping", "education", "ads", "tracking"]
@@ -185,12 +192,17 @@ def build(path: Path, rows: int, now: float) -> float:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.execute("ANALYZE")
     conn.close()
+    t1 = time.perf_counter()
+    backfill(path, ZONE)
+    print(f"  daily rollups backfilled in {time.perf_counter() - t1:.1f} s", flush=True)
     return time.perf_counter() - t0
 
 
 def time_questions(path: Path, now: float) -> None:
     reader = StoreReader.open(path, ZONE)
+    history = History(path.parent)
     day = now - 86_400
+    week = datetime.fromtimestamp(now, ZONE).date() - timedelta(days=7)
     questions = {
         "last 24 h per hour": lambda: reader.last_24h(now),
         "top blocked domains (24 h)": lambda: reader.top_blocked(day, now),
@@ -199,6 +211,15 @@ def time_questions(path: Path, now: float) -> None:
         "per service (24 h)": lambda: reader.per_category(day, now, column="service_id"),
         "per device (7 days)": lambda: reader.per_device(now - 7 * 86_400, now),
         "top blocked domains (30 days)": lambda: reader.top_blocked(now - 30 * 86_400, now),
+        "per device (30 days)": lambda: reader.per_device(now - 30 * 86_400, now),
+        "per category (7 days)": lambda: reader.per_category(now - 7 * 86_400, now),
+        "per category (30 days)": lambda: reader.per_category(now - 30 * 86_400, now),
+        "per service (30 days)": lambda: reader.per_category(now - 30 * 86_400, now, column="service_id"),
+        "per profile (30 days)": lambda: reader.per_profile(now - 30 * 86_400, now),
+        "top blocked domains (7 days)": lambda: reader.top_blocked(now - 7 * 86_400, now),
+        "weekly digest (last week)": lambda: reader.weekly_digest("Profile1", week),
+        "per day and category (7 days)": lambda: reader.daily(week, 7, profile="Profile1"),
+        "dashboard's week (History.week)": lambda: history.week(now - 7 * 86_400, now),
         "risk events (24 h)": lambda: reader.events(day),
         "a device's last 100 queries (raw log)": lambda: reader._rows(
             "SELECT q.time, d.name FROM queries q JOIN domains d ON d.id = q.domain_id"
@@ -217,6 +238,35 @@ def time_questions(path: Path, now: float) -> None:
     reader.close()
 
 
+def kept_file(rows: int) -> tuple[Path, float]:
+    """The synthetic file kept under /tmp/guardian-bench-store-ROWS/ (built once; an older
+    one migrated and backfilled, as the writer's open would) and the ``now`` it was built for."""
+    directory = Path(f"/tmp/guardian-bench-store-{rows}")
+    path = directory / DB_NAME
+    stamp = directory / "built-at"
+    if not stamp.exists():
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        now = time.time()
+        print(f"  building {rows:,} synthetic query-log rows in {path} (kept for later runs)")
+        build(path, rows, now)
+        stamp.write_text(repr(now))
+    else:
+        t = time.perf_counter()
+        migrate(path)
+        if backfill(path, ZONE):
+            print(f"  {path}: migrated, daily rollups backfilled in {time.perf_counter() - t:.1f} s")
+    return path, float(stamp.read_text())
+
+
+def questions_on_kept_file(rows: int) -> None:
+    path, now = kept_file(rows)
+    print(f"2. dashboard questions on {rows:,} query-log rows (30 days), {path}")
+    time_questions(path, now)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=30)
@@ -224,7 +274,11 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--flush", type=float, default=2.0)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--reuse", action="store_true", help="keep the 10M-row file in /tmp/guardian-bench-store-ROWS")
     args = ap.parse_args()
+    if args.seconds == 0 and args.reuse:
+        questions_on_kept_file(args.rows)
+        return
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         base = Path(tmp)
         print(f"1. logging ({args.seconds:.0f} s each, flush every {args.flush} s)")
@@ -232,7 +286,9 @@ def main() -> None:
                                                                     args.flush)))
         report_feed("  at max rate", asyncio.run(feed(base / "b" / DB_NAME, min(args.seconds, 15), None,
                                                       args.flush)))
-        if args.rows:
+        if args.rows and args.reuse:
+            questions_on_kept_file(args.rows)
+        elif args.rows:
             now = time.time()
             path = base / "c" / DB_NAME
             print(f"2. dashboard questions on {args.rows:,} query-log rows (30 days)")
