@@ -116,6 +116,18 @@ def _cap(seconds: float) -> int | None:
     return max(1, whole)
 
 
+def _cap_until(now: float, until: float) -> float:
+    """The epoch before which ``_cap(until - t)`` for ``t >= now`` is still
+    ``_cap(until - now)`` (and ``until`` is not reached): how long a decision whose TTL
+    cap counts down to ``until`` stays the same decision."""
+    if until == math.inf:
+        return math.inf
+    whole = int(until - now)
+    if whole >= 120:
+        whole -= whole % 60
+    return until - max(whole, 0)
+
+
 def _suffix_flags(name: str, table: dict[str, int]) -> tuple[str, str, int]:
     """(deepest allow domain, deepest deny domain, OR of schedule-allow bits) of ``name``."""
     allow = deny = ""
@@ -180,6 +192,72 @@ def decide(
     """Decide one query. ``name`` in any case, with or without a trailing dot, IDN or
     punycode; ``qtype`` the numeric type; ``now`` epoch seconds."""
     return _decide(normalise(name), qtype, device, profile, now, snap, False)
+
+
+_MemoKey = tuple[str, int, str, str | None]  # name, qtype, profile, device
+_MemoEntry = tuple[Decision, float, float, Profile, Device | None]  # decision, from, until, profile, device
+
+
+class DecisionMemo:
+    """``decide()`` remembered per (name, type, profile, device) for one snapshot.
+
+    Each decision is kept with the span of time it holds for: from the ``now`` it was
+    made at until the first moment anything it read from the clock would change it (a
+    pause, one-domain override or bonus ending, a schedule boundary, its TTL cap
+    stepping down). A decision that counts toward a budget (it read the usage meter,
+    which changes without a new snapshot) is not kept. A new snapshot (any parent's
+    action, a list refresh, an expiry, a reload) empties the memo before it is read,
+    so what a parent changes applies to the very next query. At most ``size``
+    decisions, in two generations: when the newer one is full it becomes the older one
+    (the oldest are dropped) and what is asked again moves back, so a burst of names
+    asked once does not push out the ones asked all the time. Used by one thread (the
+    event loop).
+    """
+
+    __slots__ = ("size", "_snap", "_new", "_old")
+
+    def __init__(self, size: int = 16_384) -> None:
+        self.size = size
+        self._snap: Snapshot | None = None
+        self._new: dict[_MemoKey, _MemoEntry] = {}
+        self._old: dict[_MemoKey, _MemoEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
+
+    def decide(self, name: str, qtype: int, device: Device | None, profile: Profile, now: float,
+               snap: Snapshot) -> Decision:
+        """The same as ``decide(name, qtype, device, profile, now, snap)``."""
+        table = self._new
+        if snap is not self._snap:
+            self._snap = snap
+            table = self._new = {}
+            self._old = {}
+        key = (name, qtype, profile.name, device.name if device is not None else None)
+        found = table.get(key)
+        if found is not None:
+            if found[1] <= now < found[2] and found[3] is profile and found[4] is device:
+                return found[0]
+        else:
+            found = self._old.get(key)
+            if found is not None and found[1] <= now < found[2] and found[3] is profile and found[4] is device:
+                self._keep(key, found)  # asked again: back to the newer generation
+                return found[0]
+        valid = [math.inf]
+        decision = _decide(normalise(name), qtype, device, profile, now, snap, False, valid)
+        if valid[0] > now:
+            if len(table) >= self.size // 2:
+                self._old = table
+                table = self._new = {}
+            table[key] = (decision, now, valid[0], profile, device)
+        return decision
+
+    def _keep(self, key: _MemoKey, entry: _MemoEntry) -> None:
+        table = self._new
+        if len(table) >= self.size // 2:
+            self._old = table
+            table = self._new = {}
+        table[key] = entry
 
 
 def check_cname_chain(
@@ -301,21 +379,26 @@ def _decide(
     now: float,
     snap: Snapshot,
     chain: bool,
+    valid: list[float] | None = None,
 ) -> Decision:
-    """The steps in order; each returns the decision when it decides, else None."""
+    """The steps in order; each returns the decision when it decides, else None.
+
+    ``valid`` (for DecisionMemo) gets, in ``valid[0]``, the lowest epoch at which a
+    step that read ``now`` would decide otherwise: -inf when the decision read the
+    live usage meter (a budget) and must not be reused."""
     dev = device.name if device is not None else ""
     pname = profile.name
     cp: CompiledProfile = snap.compiled(profile)
 
     # 1. pause; 2. one-domain overrides
     if not chain and (snap.paused_devices or snap.paused_profiles):
-        paused = _pause_step(name, device, dev, pname, now, snap, cp)
+        paused = _pause_step(name, device, dev, pname, now, snap, cp, valid)
         if paused is not None:
             return paused
     if snap.domain_overrides:
         table = snap.domain_overrides.get(pname)
         if table:
-            overridden = _override_step(name, table, dev, pname, now, snap, cp)
+            overridden = _override_step(name, table, dev, pname, now, snap, cp, valid)
             if overridden is not None:
                 return overridden
 
@@ -346,7 +429,7 @@ def _decide(
     bonus_until = snap.bonus.get(pname, 0.0) if snap.bonus else 0.0
     bonus = bonus_until > now
     if cp.schedules:
-        scheduled, ttl_cap = _schedule_step(dev, now, snap, cp, hits, chain, sched_allow, bonus, bonus_until)
+        scheduled, ttl_cap = _schedule_step(dev, now, snap, cp, hits, chain, sched_allow, bonus, bonus_until, valid)
         if scheduled is not None:
             return scheduled
 
@@ -354,6 +437,8 @@ def _decide(
     targets: tuple[str, ...] = ()
     if cp.budgets and hits:
         over, targets, ttl_cap = _budget_step(dev, pname, now, snap, cp, hits, bonus, bonus_until, ttl_cap)
+        if targets and valid is not None:
+            valid[0] = -math.inf  # the meter's minutes decided (or will): never reused
         if over is not None:
             return over
 
@@ -385,23 +470,29 @@ def _standing_step(name: str, profile: Profile, dev: str, snap: Snapshot, cp: Co
 
 
 def _pause_step(name: str, device: Device | None, dev: str, pname: str, now: float, snap: Snapshot,
-                cp: CompiledProfile) -> Decision | None:
-    """A paused device, else a paused profile: everything blocked until the pause ends."""
+                cp: CompiledProfile, valid: list[float] | None = None) -> Decision | None:
+    """A paused device, else a paused profile: everything blocked until the pause ends.
+    (A pause that has ended stays ended: only a new snapshot brings a new one.)"""
     until = snap.paused_devices.get(dev, 0.0) if device is not None else 0.0
     if until <= now:
         until = snap.paused_profiles.get(pname, 0.0)
     if until > now:
+        if valid is not None:
+            valid[0] = min(valid[0], _cap_until(now, until))
         return _block(cp, Reason.PAUSE, dev, snap, snap.matcher.lookup(name), ttl=_cap(until - now))
     return None
 
 
 def _override_step(name: str, table: dict[str, tuple[bool, float]], dev: str, pname: str, now: float, snap: Snapshot,
-                   cp: CompiledProfile) -> Decision | None:
-    """A parent's "allow / block this site for a while" on the profile."""
+                   cp: CompiledProfile, valid: list[float] | None = None) -> Decision | None:
+    """A parent's "allow / block this site for a while" on the profile. (Overrides that
+    have ended stay ended.)"""
     found = _domain_override(name, table, now)
     if found is None:
         return None
     domain, allow, until = found
+    if valid is not None:
+        valid[0] = min(valid[0], _cap_until(now, until))
     if allow:
         return _new(cp, Action.ALLOW, Reason.OVERRIDE_ALLOW, profile=pname, device=dev, rule=domain,
                     ttl_cap=_cap(until - now))
@@ -422,13 +513,16 @@ def _bypass_step(name: str, dev: str, snap: Snapshot, cp: CompiledProfile, hits:
 
 
 def _schedule_step(dev: str, now: float, snap: Snapshot, cp: CompiledProfile, hits: tuple[Hit, ...], chain: bool,
-                   sched_allow: int, bonus: bool, bonus_until: float) -> tuple[Decision | None, int | None]:
+                   sched_allow: int, bonus: bool, bonus_until: float,
+                   valid: list[float] | None = None) -> tuple[Decision | None, int | None]:
     """The schedules active now (bonus time lifts them); also the answer's TTL cap, so
     a cached answer ends when a window opens or closes."""
     active, change = cp.active_schedules(now, snap.zone)
     if bonus:
         change = min(change, bonus_until)
     ttl_cap = _cap(change - now)
+    if valid is not None:
+        valid[0] = min(valid[0], _cap_until(now, change))
     if bonus:
         return None, ttl_cap
     for compiled in active:

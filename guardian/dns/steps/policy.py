@@ -24,7 +24,7 @@ from dnslib import CNAME, EDNS0, QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord
 from ... import netlink
 from ...names import text_to_wire
 from ...netlink import ARP_PATH, arp_entries
-from ...policy.decide import Decision, check_cname_chain, decide
+from ...policy.decide import Decision, DecisionMemo, check_cname_chain
 from ...policy.snapshot import PolicyHolder
 from ...verdicts import Action
 from ..chain import Answer, Next, Query, then
@@ -216,6 +216,9 @@ class Policy:
         self.observe = observe  # (profile name, target, epoch) -> None: the usage meter
         self.clock = clock  # epoch seconds: "now" for schedules, overrides and budgets
         self.filtered_max_ttl = filtered_max_ttl
+        # decide() remembered per snapshot: most queries repeat a (name, device) decided
+        # moments ago; a new snapshot (any change a parent makes) empties it.
+        self.decisions = DecisionMemo()
 
     def ttl_cap(self, query: Query, decision: Decision) -> int | None:
         """The answer's TTL bound: the decision's (a schedule boundary, a budget) and,
@@ -232,7 +235,7 @@ class Policy:
         q = query.q
         profile = query.profile
         assert profile is not None, "Identify names the profile before Policy"
-        decision = decide(q.name, q.qtype, query.device, profile, now, snap)
+        decision = self.decisions.decide(q.name, q.qtype, query.device, profile, now, snap)
         query.decision = decision
         if decision.action is Action.BLOCK:
             query.source = "policy"
