@@ -4,12 +4,16 @@ Compiling (``compile_snapshot``) turns the lists into a snapshot directory under
 root; loading (``Matcher.load``) maps it without re-parsing, so a restart answers DNS
 from disk in milliseconds. A snapshot holds:
 
-- ``domains.marisa``: a marisa-trie of the rule names written backwards with a dot
+- ``domains-N.marisa``: marisa tries of the rule names written backwards with a dot
   appended (``www.example.com`` -> ``moc.elpmaxe.www.``). The suffixes of a query name
   are then exactly the trie keys that are prefixes of the query's key, found in one call;
   the final dot keeps ``moc.elpmaxe.`` from matching ``moc.elpmaxeym.``. Reversing
   characters rather than labels is one slice instead of split, reverse and join.
-- ``domains.ids``: for each trie key id, the index of its *combo*: the set of
+  A big list is split into shards (about 250,000 keys each, so compiling never builds
+  one huge trie) by the key's character after its first dot: every rule key that
+  prefixes a query's key has that same character, so one shard holds them all; keys of
+  one label (a whole TLD) are in every shard. ``meta.json`` maps characters to shards.
+- ``domains-N.ids``: for each key id of trie N, the index of its *combo*: the set of
   (list, allow, wildcard) codes of the lists holding that name (native uint8/16/32,
   the narrowest that fits).
 - ``hashes.bin``: sorted (SHA-256 digest, combo index) records of hashed lists.
@@ -37,10 +41,10 @@ import marisa_trie  # type: ignore[import-untyped,unused-ignore]
 from ..errors import GuardianError
 from .lists import ListFormat, ParseResult
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 POINTER = "CURRENT"
-TRIE_FILE = "domains.marisa"
-IDS_FILE = "domains.ids"
+TRIE_FILE = "domains-{}.marisa"  # .format(shard)
+IDS_FILE = "domains-{}.ids"
 HASH_FILE = "hashes.bin"
 META_FILE = "meta.json"
 HASH_RECORD = struct.Struct("<32sI")  # digest, combo index
@@ -153,6 +157,10 @@ def _no_prefixes(key: str) -> tuple[tuple[str, int], ...]:
     return ()
 
 
+# One shard of a matcher: the trie's walk, its id table, and the hits of its keys by id.
+_Shard = tuple[Callable[[str], Iterable[tuple[str, int]]], Sequence[int], dict[int, tuple[tuple[Hit, ...], tuple[Hit, ...]]]]
+
+
 class Matcher:
     """Read-only answers from one snapshot; safe to share between threads."""
 
@@ -160,17 +168,17 @@ class Matcher:
         "path",
         "lists",
         "key_count",
-        "_trie",
-        "_walk",
-        "_ids",
-        "_map",
+        "_tries",
+        "_shard0",
+        "_shard_of",
+        "_cache_size",
+        "_maps",
         "_combos",
         "_hashes",
         "_regex_any",
         "_regexes",
         "_regex_always",
         "_plain_only",
-        "_cache",
     )
 
     def __init__(
@@ -178,24 +186,25 @@ class Matcher:
         *,
         path: Path | None = None,
         lists: dict[int, ListInfo] | None = None,
-        trie: Any = None,
-        ids: Sequence[int] = (),
-        id_map: mmap.mmap | None = None,
+        tries: Sequence[tuple[Any, Sequence[int]]] = (),
+        shard_chars: dict[str, int] | None = None,
+        key_count: int = 0,
+        maps: Sequence[mmap.mmap] = (),
         combos: Sequence[Sequence[int]] = (),
         hashes: dict[bytes, int] | None = None,
         regexes: Sequence[tuple[int, str]] = (),
     ) -> None:
         self.path = path
         self.lists: dict[int, ListInfo] = lists or {}
-        self.key_count = len(trie) if trie is not None else 0
-        self._trie = trie
-        # (key, id) pairs of the trie keys that prefix a key; with a one-level trie this
-        # costs no more than prefixes() and saves a second walk for key_id() on hits.
-        self._walk: Callable[[str], Iterable[tuple[str, int]]] = (
-            trie.iter_prefixes_with_ids if trie is not None else _no_prefixes
-        )
-        self._ids = ids
-        self._map = id_map  # kept so the mapping lives as long as the view on it
+        self.key_count = key_count
+        self._tries = [trie for trie, _ in tries]
+        # (key, id) pairs of the trie keys that prefix a key: no more than prefixes() costs,
+        # and no second walk for key_id() on hits.
+        shards: list[_Shard] = [(trie.iter_prefixes_with_ids, ids, {}) for trie, ids in tries]
+        self._shard0: _Shard = shards[0] if shards else (_no_prefixes, (), {})
+        self._shard_of = {char: shards[index] for char, index in (shard_chars or {}).items()} or None
+        self._cache_size = max(1, HIT_CACHE_SIZE // max(len(shards), 1))  # in all, HIT_CACHE_SIZE
+        self._maps = maps  # kept so the mappings live as long as the views on them
         self._combos: list[tuple[tuple[int, bool, bool], ...]] = [
             tuple(_decode(code) for code in combo) for combo in combos
         ]
@@ -210,7 +219,6 @@ class Matcher:
             re.compile("|".join(f"(?:{pattern})" for _, pattern, _ in self._regexes)) if self._regexes else None
         )
         self._plain_only = not (self._hashes or compiled)
-        self._cache: dict[int, tuple[tuple[Hit, ...], tuple[Hit, ...]]] = {}  # key id -> hits
 
     @classmethod
     def empty(cls) -> Matcher:
@@ -240,18 +248,20 @@ class Matcher:
             )
             for item in meta["lists"]
         }
-        trie = None
-        ids: Sequence[int] = ()
-        id_map = None
+        tries: list[tuple[Any, Sequence[int]]] = []
+        maps: list[mmap.mmap] = []
         try:
-            if meta["keys"]:
+            for shard, count in enumerate(meta["shards"]):
+                # Mapped, not read: the pages are the file's (clean, shared, dropped under
+                # memory pressure), and only those a lookup touches are ever in memory.
                 trie = marisa_trie.Trie()
-                trie.mmap(str(directory / TRIE_FILE))
-                with open(directory / IDS_FILE, "rb") as handle:
-                    id_map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-                ids = memoryview(id_map).cast(meta["id_width"])
-                if len(ids) != len(trie) or len(trie) != meta["keys"]:
+                trie.mmap(str(directory / TRIE_FILE.format(shard)))
+                with open(directory / IDS_FILE.format(shard), "rb") as handle:
+                    maps.append(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+                ids = memoryview(maps[-1]).cast(meta["id_width"])
+                if len(ids) != len(trie) or len(trie) != count:
                     raise SnapshotError(f"{directory}: trie and id table disagree; compile again")
+                tries.append((trie, ids))
             hashes: dict[bytes, int] = {}
             with open(directory / HASH_FILE, "rb") as handle:
                 for digest, combo in HASH_RECORD.iter_unpack(handle.read()):
@@ -262,9 +272,10 @@ class Matcher:
         return cls(
             path=directory,
             lists=lists,
-            trie=trie,
-            ids=ids,
-            id_map=id_map,
+            tries=tries,
+            shard_chars=meta["shard_chars"],
+            key_count=meta["keys"],
+            maps=maps,
             combos=meta["combos"],
             hashes=hashes,
             regexes=regexes,
@@ -272,26 +283,32 @@ class Matcher:
 
     def lookup(self, name: str) -> tuple[Hit, ...]:
         """Every rule matching ``name`` (lower case, no trailing dot), or ``NO_HITS``."""
-        found = list(self._walk(name[::-1] + "."))  # [(trie key, key id)], shallowest first
+        key = name[::-1] + "."
+        if self._shard_of is None:
+            walk, ids, cache = self._shard0
+        else:  # the shard of the character after the first label (see the module's doc)
+            dot = key.find(".")
+            walk, ids, cache = self._shard_of.get(key[dot + 1 : dot + 2], self._shard0)
+        found = list(walk(key))  # [(trie key, key id)], shallowest first
         if not found:
             if self._plain_only:
                 return NO_HITS  # the common case: one slice, one trie walk
             hits: list[Hit] = []
         elif len(found) == 1 and self._plain_only:
             # The common hit: one rule, its hits shared from the cache, no copy.
-            key, key_id = found[0]
-            cached = self._cache.get(key_id)
+            rule, key_id = found[0]
+            cached = cache.get(key_id)
             if cached is None:
-                cached = self._key_hits(key, key_id)
-            return cached[1] if len(key) == len(name) + 1 else cached[0]
+                cached = self._key_hits(rule, ids[key_id], cache, key_id)
+            return cached[1] if len(rule) == len(key) else cached[0]
         else:
             hits = []
-            for key, key_id in found:
-                cached = self._cache.get(key_id)
+            for rule, key_id in found:
+                cached = cache.get(key_id)
                 if cached is None:
-                    cached = self._key_hits(key, key_id)
-                # The key ends in a dot the name lacks: same length means the rule's own name.
-                hits.extend(cached[1] if len(key) == len(name) + 1 else cached[0])
+                    cached = self._key_hits(rule, ids[key_id], cache, key_id)
+                # Same length as the query's key means the rule's own name.
+                hits.extend(cached[1] if len(rule) == len(key) else cached[0])
         count = name.count(".") + 1
         if self._hashes:
             suffix = name
@@ -307,13 +324,15 @@ class Matcher:
             self._match_regexes(self._regex_always, name, count, hits)
         return tuple(hits) if hits else NO_HITS
 
-    def _key_hits(self, key: str, key_id: int) -> tuple[tuple[Hit, ...], tuple[Hit, ...]]:
-        """The hits of one trie key: (for names below the rule's, for the rule's own name)."""
+    def _key_hits(self, key: str, combo: int, cache: dict[int, tuple[tuple[Hit, ...], tuple[Hit, ...]]],
+                  key_id: int) -> tuple[tuple[Hit, ...], tuple[Hit, ...]]:
+        """The hits of one trie key (of ``combo``), kept in its shard's ``cache``: (for names
+        below the rule's, for the rule's own name)."""
         depth = key.count(".")
         domain = key[-2::-1]  # drop the dot, turn the rest back round
         below: list[Hit] = []
         exact: list[Hit] = []
-        for list_id, allow, wildcard in self._combos[self._ids[key_id]]:
+        for list_id, allow, wildcard in self._combos[combo]:
             if wildcard:  # *.example.com: subdomains only
                 below.append(_hit(list_id, "*." + domain, depth + 1, allow))
             else:
@@ -322,9 +341,9 @@ class Matcher:
                 exact.append(hit)
         below_hits = tuple(below)
         pair = (below_hits, below_hits if len(exact) == len(below) else tuple(exact))
-        if len(self._cache) >= HIT_CACHE_SIZE:
-            self._cache.clear()  # crude but lock-free; real traffic repeats a few names
-        self._cache[key_id] = pair
+        if len(cache) >= self._cache_size:
+            cache.clear()  # crude but lock-free; real traffic repeats a few names
+        cache[key_id] = pair
         return pair
 
     @staticmethod
@@ -336,10 +355,10 @@ class Matcher:
 
     def domains(self) -> Iterator[str]:
         """Every plain and wildcard rule name in the snapshot (for export and tests)."""
-        if self._trie is None:
-            return
-        for key in self._trie.iterkeys():
-            yield key[-2::-1]
+        for shard, trie in enumerate(self._tries):
+            for key in trie.iterkeys():
+                if shard == 0 or key.find(".") != len(key) - 1:  # one-label keys are in every shard
+                    yield key[-2::-1]
 
 
 def decide_hits(hits: Iterable[Hit], enabled: Container[int]) -> Hit | None:

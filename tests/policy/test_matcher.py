@@ -317,4 +317,39 @@ def test_hit_cache_overflow_keeps_answers_right(tmp_path: Path, monkeypatch: pyt
             assert winner(m, f"w{i}.example", {1}) is None
             assert winner(m, f"x.w{i}.example", {1}) == (1, f"*.w{i}.example", False)
             assert winner(m, f"d{i}.example", {1}) == (1, f"d{i}.example", False)
-    assert len(m._cache) <= 3
+    assert len(m._shard0[2]) <= 3  # the hit cache of its one shard
+
+
+def test_a_sharded_snapshot_answers_as_one_trie(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import guardian.lists.compile as compile_module
+
+    names = [f"n{i}{'abcdefgh'[i % 8]}.{tld}" for i in range(300) for tld in ("com", "org", "co.uk")]
+    deny = tmp_path / "deny.txt"  # a list file (the batch parser), rules of every kind, a TLD blocked whole
+    deny.write_text("\n".join([*(f"0.0.0.0 {n}" for n in names[::2]), "||zz^", "*.yy", "*.wild.n1b.com",
+                               "@@||ok.n2c.org^", "||n4e.co.uk^", "n4e.co.uk", "UPPER.n6g.com", "/^re[0-9]\\./"]))
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(f"www.{n}" if i % 3 else n for i, n in enumerate(names[::3])) + "\nzz.example\n")
+    sources = [
+        ListSource(1, "deny", "ads", "deny", ListFile(deny)),
+        ListSource(2, "other", "adult", "deny", ListFile(other, "domains")),
+        source(3, "\n".join(names[::5]) + "\n||yy^\n", kind="allow", category="allow"),
+    ]
+    whole = Matcher.load(compile_snapshot(sources, tmp_path / "one"))
+    monkeypatch.setattr(compile_module, "SHARD_KEYS", 40)
+    sharded = Matcher.load(compile_snapshot(sources, tmp_path / "many"))
+    meta = json.loads((snapshot_dir(tmp_path / "many") / "meta.json").read_text())
+    assert len(meta["shards"]) == 10 and len(json.loads((snapshot_dir(tmp_path / "one") / "meta.json").read_text())
+                                           ["shards"]) == 1
+    queries = [*names, *(f"www.{n}" for n in names), *(f"a.b.{n}" for n in names), "zz", "a.zz", "zz.example",
+               "yy", "x.yy", "a.wild.n1b.com", "wild.n1b.com", "ok.n2c.org", "x.ok.n2c.org", "n4e.co.uk",
+               "upper.n6g.com", "re1.n0a.com", "com", "uk", "n0a.comx", "nothing.example", "localhost"]
+    for name in queries:
+        assert sorted(sharded.lookup(name), key=repr) == sorted(whole.lookup(name), key=repr), name
+    assert winner(sharded, "a.zz") == (1, "zz", False)
+    assert winner(sharded, "yy") == (3, "yy", True)
+    assert winner(sharded, "x.yy") == (1, "*.yy", False)  # the deeper rule
+    assert winner(sharded, "x.n2c.com") == (1, "n2c.com", False)
+    assert sharded.key_count == whole.key_count
+    assert sorted(sharded.domains()) == sorted(whole.domains())
+    assert sharded.lists == whole.lists
+    assert sharded.lists[1].entries == len(names[::2]) + 6 and sharded.lists[2].entries == len(names[::3]) + 1
