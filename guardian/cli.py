@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
@@ -14,8 +13,9 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .errors import ConfigError, GuardianError
 
-if TYPE_CHECKING:  # argparse and the action table load when a command needs them: `guardian web` never does
-    import argparse
+if TYPE_CHECKING:  # argparse, asyncio and the action table load when a command needs them: `guardian web`
+    import argparse  # takes its own path (guardian.web.lean_main), asyncio after it has kept OpenSSL out
+    import asyncio
 
 log = logging.getLogger("guardian")
 
@@ -397,6 +397,8 @@ def show_lists(path: str, refresh: bool = False) -> int:
             answer = request(settings.data_dir / SOCKET_NAME, {"action": "refresh-lists"},
                              timeout=DAEMON_REFRESH_SECONDS * max(len(subs), 1) + 60)
         except DaemonNotRunning:
+            import asyncio
+
             asyncio.run(_refresh_lists(settings, subs, downloads))
         else:
             if not answer.get("ok"):
@@ -455,6 +457,8 @@ def run(path: str) -> int:
     try:
         import uvloop
     except ImportError:
+        import asyncio
+
         runner = asyncio.run
         log.info("uvloop is not installed: using the standard asyncio loop")
     else:
@@ -463,6 +467,8 @@ def run(path: str) -> int:
 
 
 async def _serve(path: str, settings: object) -> int:
+    import asyncio
+
     from . import config
     from .app import Guardian
 
@@ -522,6 +528,7 @@ async def _start_dashboard(path: str) -> asyncio.subprocess.Process | None:
     the DNS loop. It starts without the ambient capabilities this process may hold (raw
     sockets, low ports) and without systemd's notify socket (the DNS unit's, not its own);
     a box's units run it as its own user instead (guardian-web.service)."""
+    import asyncio
     import os
 
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}

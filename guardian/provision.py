@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,7 +350,7 @@ def hash_setup_code(code: str) -> str:
     if len(code.strip()) < 6:
         raise ValueError("a setup code has at least 6 characters")
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(_normal(code), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    digest = _scrypt()(_normal(code), salt=salt, n=_N, r=_R, p=_P, dklen=32)
     return f"scrypt${_N}${_R}${_P}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
@@ -362,8 +363,19 @@ def verify_setup_code(stored: str, code: str) -> bool:
     if n > 2**20 or r > 32 or p > 16:
         return False  # not ours: refuse rather than spend the box's memory
     salt, expected = base64.b64decode(found.group(4)), base64.b64decode(found.group(5))
-    digest = hashlib.scrypt(_normal(code), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=2**27)
+    digest = _scrypt()(_normal(code), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=2**27)
     return hmac.compare_digest(digest, expected)
+
+
+def _scrypt() -> Callable[..., bytes]:
+    """hashlib.scrypt, or OpenSSL's own where hashlib was imported without OpenSSL (the
+    dashboard's process keeps it out until a setup code is typed: guardian/web/__init__.py)."""
+    scrypt: Callable[..., bytes] | None = getattr(hashlib, "scrypt", None)
+    if scrypt is None:
+        import _hashlib
+
+        scrypt = _hashlib.scrypt
+    return scrypt
 
 
 def _normal(code: str) -> bytes:

@@ -72,9 +72,11 @@ def test_every_top_level_module_has_its_place_in_the_layers_contract():
 
 # What the dashboard's process (`guardian web`) must never load: the DNS side's wire and
 # capture libraries, the writer's SQLAlchemy, the daemon's scheduler; nor the whole CLI (its
-# parser of every command and the action table) and aiohttp's client side (it only serves).
+# parser of every command and the action table), aiohttp's client side (it only serves) and
+# OpenSSL (it never speaks TLS; hashlib uses the built-in digests).
 NOT_IN_WEB_PROCESS = ("dnslib", "scapy", "sqlalchemy", "apscheduler", "guardian.household", "aiohttp.client",
                       "aiohttp.connector", "aiohttp.cookiejar")
+NOT_MAPPED_IN_WEB_PROCESS = ("libssl", "libcrypto", "/_ssl.", "/_hashlib.")  # OpenSSL and Python's modules of it
 
 
 def _free_port() -> int:
@@ -85,8 +87,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _web_process_imports(entry: list[str], config: str, port: int) -> set[str]:
-    """The modules a real `guardian web` imported by the time it answered /healthz (-X importtime)."""
+def _web_process_imports(entry: list[str], config: str, port: int) -> tuple[set[str], str]:
+    """The modules a real `guardian web` imported by the time it answered /healthz (-X importtime:
+    a halted import, None in sys.modules, is listed too) and the files it had mapped then."""
     import time
     import urllib.error
     import urllib.request
@@ -108,10 +111,12 @@ def _web_process_imports(entry: list[str], config: str, port: int) -> set[str]:
                     assert proc.poll() is None, err.read_text()[-2000:]
                     assert time.monotonic() < end, "guardian web did not answer /healthz within 60 s"
                     time.sleep(0.1)
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
         finally:
             proc.terminate()
             proc.wait(20)
-    return {line.rsplit("|", 1)[1].strip() for line in err.read_text().splitlines() if line.startswith("import time:")}
+    lines = err.read_text().splitlines()
+    return {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}, maps
 
 
 def test_the_dashboard_process_loads_neither_the_dns_side_nor_the_cli(tmp_path):
@@ -125,6 +130,8 @@ household: {{default_profile: Adult, profiles: [{{name: Adult}}]}}
 """)
     script = str(Path(sys.executable).parent / "guardian")  # the console script the unit runs
     for entry in (["-m", "guardian"], [script]):  # guardian run starts `python -m guardian web`
-        loaded = _web_process_imports(entry, str(config), port)
+        loaded, maps = _web_process_imports(entry, str(config), port)
         assert "guardian.web.app" in loaded and "aiohttp.web" in loaded  # it did import and serve
         assert not loaded & set(NOT_IN_WEB_PROCESS), (entry, sorted(loaded & set(NOT_IN_WEB_PROCESS)))
+        mapped = [line.split()[-1] for line in maps.splitlines() if any(lib in line for lib in NOT_MAPPED_IN_WEB_PROCESS)]
+        assert not mapped, (entry, sorted(set(mapped)))

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +72,25 @@ def server_only_aiohttp() -> None:
     sys.modules["aiohttp"] = package
 
 
+def without_openssl() -> None:
+    """The dashboard speaks plain HTTP, its control socket and SQLite, never TLS, and
+    loading OpenSSL costs it ~5 MB RSS (libssl, libcrypto and their set-up;
+    tests/perf/bench_web.py). So ``ssl`` stays out of its process (asyncio and aiohttp run
+    without it) and hashlib and hmac use Python's built-in SHA-2 and BLAKE2 instead of
+    OpenSSL's. ``_hashlib`` stays importable: the one use of OpenSSL here, scrypt for a
+    telco's setup code (provision.py), loads it when a code is typed. Only before asyncio,
+    ssl and hashlib are imported; tests/test_imports.py checks the real process."""
+    if any(name in sys.modules for name in ("asyncio", "ssl", "_ssl", "hashlib", "hmac", "_hashlib")):
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # `import ssl` raises ImportError
+    sys.modules["_hashlib"] = None  # type: ignore[assignment]
+    try:
+        import hashlib  # noqa: F401  (built-in digests)
+        import hmac  # noqa: F401  (compare_digest from _operator)
+    finally:
+        del sys.modules["_hashlib"]
+
+
 def lean_main(argv: Sequence[str]) -> int | None:
     """``guardian web --config FILE`` (as ``guardian run`` and guardian-web.service start it)
     without the CLI's parser of every command: the dashboard's process keeps only what it
@@ -85,6 +102,7 @@ def lean_main(argv: Sequence[str]) -> int | None:
         path = argv[0].removeprefix("--config=")
     else:
         return None
+    without_openssl()
     from .. import config
 
     try:
@@ -100,6 +118,8 @@ def lean_main(argv: Sequence[str]) -> int | None:
 
 def run(settings: Settings) -> int:
     """``guardian web``: serve until SIGTERM/SIGINT."""
+    import asyncio
+    import signal
     from concurrent.futures import ThreadPoolExecutor
 
     lean_memory()
