@@ -25,7 +25,8 @@ from ... import netlink
 from ...names import text_to_wire
 from ...netlink import ARP_PATH, arp_entries
 from ...policy.decide import Decision, DecisionMemo, check_cname_chain
-from ...policy.snapshot import PolicyHolder
+from ...policy.household import Profile
+from ...policy.snapshot import PolicyHolder, Snapshot
 from ...verdicts import Action
 from ..chain import Answer, Next, Query, then
 from ..messages import POINTER_TO_QNAME, record, reply_with, soa_record
@@ -219,15 +220,25 @@ class Policy:
         # decide() remembered per snapshot: most queries repeat a (name, device) decided
         # moments ago; a new snapshot (any change a parent makes) empties it.
         self.decisions = DecisionMemo()
+        self._filtering: dict[int, tuple[Any, bool]] = {}  # id(profile) -> (profile, filters(profile))
 
     def ttl_cap(self, query: Query, decision: Decision) -> int | None:
         """The answer's TTL bound: the decision's (a schedule boundary, a budget) and,
         for a filtering profile, ``filtered_max_ttl``."""
         cap = decision.ttl_cap
         limit = self.filtered_max_ttl
-        if limit is not None and filters(query.profile):
+        if limit is not None and self._filters(query.profile):
             cap = limit if cap is None else min(cap, limit)
         return cap
+
+    def _filters(self, profile: Any) -> bool:
+        """``filters(profile)``, worked out once per profile (profiles are immutable)."""
+        found = self._filtering.get(id(profile))
+        if found is None or found[0] is not profile:
+            if len(self._filtering) >= 1024:  # old snapshots' profiles
+                self._filtering.clear()
+            found = self._filtering[id(profile)] = (profile, filters(profile))
+        return found[1]
 
     def resolve(self, query: Query, nxt: Next) -> Answer:
         snap = self.holder.current
@@ -247,27 +258,33 @@ class Policy:
             query.source = "policy"
             return self._rewrite(query, decision, nxt, now)
 
-        def after(answer: bytes) -> bytes:
-            if query.cnames:
-                chained = check_cname_chain(list(query.cnames), query.device, profile, now, snap)
-                if chained is not None:
-                    query.decision = chained
-                    query.source = "policy"
-                    return self.blocked(query, chained)
-            if decision.budget_targets and self.observe is not None and query.profile is not None:
-                for target in decision.budget_targets:
-                    self.observe(query.profile.name, target, now)
-                query.reuse_until = 0.0  # each query counts toward the budget: no packet reuse
-            cap = self.ttl_cap(query, decision)
-            if cap is not None:
-                answer = cap_ttls(answer, cap, query.ttls, query.ttl_base)
-                # The packet cache may resend these bytes for up to a second: fine while
-                # the boundary is further off than that, which is nearly always.
-                if cap <= 2:
-                    query.reuse_until = 0.0
-            return answer
+        answer = nxt(query)
+        if isinstance(answer, bytes):  # answered without waiting (the cache): no closure, no then()
+            return self._allowed(query, decision, profile, now, snap, answer)
+        return then(answer, lambda ready: self._allowed(query, decision, profile, now, snap, ready))
 
-        return then(nxt(query), after)
+    def _allowed(self, query: Query, decision: Decision, profile: Profile, now: float, snap: Snapshot,
+                 answer: bytes) -> bytes:
+        """What comes back for an allowed name: its CNAME chain checked, its budgets
+        counted, its TTLs capped."""
+        if query.cnames:
+            chained = check_cname_chain(list(query.cnames), query.device, profile, now, snap)
+            if chained is not None:
+                query.decision = chained
+                query.source = "policy"
+                return self.blocked(query, chained)
+        if decision.budget_targets and self.observe is not None and query.profile is not None:
+            for target in decision.budget_targets:
+                self.observe(query.profile.name, target, now)
+            query.reuse_until = 0.0  # each query counts toward the budget: no packet reuse
+        cap = self.ttl_cap(query, decision)
+        if cap is not None:
+            answer = cap_ttls(answer, cap, query.ttls, query.ttl_base)
+            # The packet cache may resend these bytes for up to a second: fine while
+            # the boundary is further off than that, which is nearly always.
+            if cap <= 2:
+                query.reuse_until = 0.0
+        return answer
 
     def blocked(self, query: Query, decision: Decision) -> bytes:
         q = query.q

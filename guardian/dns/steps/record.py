@@ -86,7 +86,10 @@ class Record:
 
     def resolve(self, query: Query, nxt: Next) -> Answer:
         if self._record_row is not None:
-            return then(nxt(query), lambda answer: self._logged_row(query, answer))
+            answer = nxt(query)
+            if isinstance(answer, bytes):  # answered without waiting: no closure, no then()
+                return self._logged_row(query, answer)
+            return then(answer, lambda ready: self._logged_row(query, ready))
 
         def logged(answer: bytes) -> bytes:
             try:
