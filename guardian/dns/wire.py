@@ -95,8 +95,20 @@ class Question:
         """The name as lower-case text without the trailing dot ("" for the root)."""
         text = self.text
         if text is None:
-            text = self.text = wire_to_text(self.lname)
+            text = _TEXTS.get(self.lname)
+            if text is None:
+                text = wire_to_text(self.lname)
+                if len(_TEXTS) >= _TEXTS_MAX:
+                    _TEXTS.clear()
+                _TEXTS[self.lname] = text
+            self.text = text
         return text
+
+
+# Names asked lately, wire form -> text: most queries repeat one of them, and a dict
+# lookup costs a tenth of reading the labels again. Emptied whole when full.
+_TEXTS: dict[bytes, str] = {}
+_TEXTS_MAX = 8192
 
 
 _PLAIN_OR_DOT = bytes(b for b in range(33, 127) if b != 0x5C)  # bytes written as they are

@@ -114,3 +114,26 @@ def test_header_only_error_reply_for_unreadable_question():
     reply = error_reply(data, FORMERR)
     assert reply is not None and reply[:2] == b"\xbe\xef"
     assert struct.unpack(">H", reply[4:6])[0] == 0  # no question echoed
+
+
+def _raw_query(labels: list[bytes]) -> bytes:
+    qname = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
+    return struct.pack(">6H", 7, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">2H", 1, 1)
+
+
+def test_a_name_asked_again_reads_the_same_text_escapes_included():
+    """Question.name remembers the text of names asked lately (issue 14): asked again,
+    in any case, a name reads exactly as the first time, unprintable bytes escaped."""
+    odd = [b"a.b", b"sp ce\x07", b"EXAMPLE"]
+    first = parse_query(_raw_query(odd)).name
+    assert first == "a\\046b.sp\\032ce\\007.example"
+    assert parse_query(_raw_query([b"A.B", b"SP CE\x07", b"example"])).name == first
+    assert parse_query(_raw_query([b"www", b"example", b"com"])).name == "www.example.com"
+
+
+def test_the_remembered_names_stay_bounded():
+    from guardian.dns import wire
+
+    for i in range(wire._TEXTS_MAX * 2):
+        assert parse_query(_raw_query([f"n{i}".encode(), b"example"])).name == f"n{i}.example"
+        assert len(wire._TEXTS) <= wire._TEXTS_MAX
