@@ -21,7 +21,7 @@ brand:
   name: Telco Kids
   logo: logo.svg
   colours: {{primary: "#0055AA", accent: "#fa0"}}
-upstreams: [udp://192.0.2.53:53]
+upstreams: [udp://127.0.0.1:9]
 helpline: {{name: Childline, phone: "0800 1111", url: "https://www.childline.org.uk/"}}
 profiles:
   - {{name: Kid, template: Young child}}
@@ -71,7 +71,7 @@ def test_provisioning_fills_the_settings_and_locked_keys_win_over_the_config(tmp
     cfg = write(tmp_path, GOOD, "data_dir: ./var\ndns:\n  upstreams: [udp://198.51.100.1:53]\n"
                                 "privacy:\n  mode: full\nstore:\n  query_days: 10\n")
     settings = config.load(cfg)
-    assert [u.host for u in settings.dns.upstreams] == ["192.0.2.53"]  # locked: the telco's
+    assert [u.url for u in settings.dns.upstreams] == ["udp://127.0.0.1:9"]  # locked: the telco's
     assert settings.privacy.mode == "risks-only"  # locked
     assert settings.store.query_days == 10  # not locked: the config's own value stays
     assert settings.store.event_days == 30 and settings.privacy.anonymous_stats is True  # provisioned defaults
@@ -148,7 +148,8 @@ def _daemon(cfg: Path) -> Running:
 
 def test_first_boot_seeds_the_household_and_an_upgrade_keeps_the_parents_choices(tmp_path):
     port = free_port()
-    base = f"data_dir: ./var\ndashboard: {{enabled: false}}\ndns:\n  listen: ['127.0.0.1:{port}']\n"
+    # No downloads of the rule packs' public lists: the daemon stays on loopback.
+    base = f"data_dir: ./var\npack_lists: false\ndashboard: {{enabled: false}}\ndns:\n  listen: ['127.0.0.1:{port}']\n"
     cfg = write(tmp_path, GOOD.replace("locked: [upstreams, privacy.mode]\n", ""), base)
     first = _daemon(cfg)
     try:
