@@ -320,7 +320,8 @@ def test_hit_cache_overflow_keeps_answers_right(tmp_path: Path, monkeypatch: pyt
     assert len(m._shard0[2]) <= 3  # the hit cache of its one shard
 
 
-def test_a_sharded_snapshot_answers_as_one_trie(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("few", [0, 50_000])  # every key looked up, or the biggest list's filled in
+def test_a_sharded_snapshot_answers_as_one_trie(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, few: int) -> None:
     import guardian.lists.compile as compile_module
 
     names = [f"n{i}{'abcdefgh'[i % 8]}.{tld}" for i in range(300) for tld in ("com", "org", "co.uk")]
@@ -334,7 +335,9 @@ def test_a_sharded_snapshot_answers_as_one_trie(tmp_path: Path, monkeypatch: pyt
         ListSource(2, "other", "adult", "deny", ListFile(other, "domains")),
         source(3, "\n".join(names[::5]) + "\n||yy^\n", kind="allow", category="allow"),
     ]
-    whole = Matcher.load(compile_snapshot(sources, tmp_path / "one"))
+    monkeypatch.setattr(compile_module, "FEW_OTHER_KEYS", 0)
+    whole = Matcher.load(compile_snapshot(sources, tmp_path / "one"))  # one trie, every key looked up
+    monkeypatch.setattr(compile_module, "FEW_OTHER_KEYS", few)
     monkeypatch.setattr(compile_module, "SHARD_KEYS", 40)
     sharded = Matcher.load(compile_snapshot(sources, tmp_path / "many"))
     meta = json.loads((snapshot_dir(tmp_path / "many") / "meta.json").read_text())
