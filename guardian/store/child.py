@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 
 from ..config import PrivacySettings, StoreSettings
 from ..errors import GuardianError
-from .records import QueryRecord
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +97,9 @@ class _Child:
         self.retention = self._retention(opts)
 
     def commit(self, side: list[tuple[Any, ...]]) -> None:
-        records, self.rows = [QueryRecord(*row) for row in self.rows], []
+        records, self.rows = self.rows, []
         try:
-            self.writer.process(records, side)
+            self.writer.process_rows(records, side)  # the rows as shipped: no QueryRecord per row
         except Exception:  # noqa: BLE001 - the writer must outlive any bug in one batch
             log.exception("store: a batch failed")
         if time.monotonic() >= self.next_retention:

@@ -55,6 +55,19 @@ class QueryRecord:
     duration_ms: float = 0.0
 
 
+# A row is a QueryRecord's fields as a plain tuple, in this order (what the DNS side ships
+# to the writer process; the writer reads rows by these indexes, without a QueryRecord).
+(R_TIME, R_CLIENT, R_DEVICE, R_MAC, R_PROFILE, R_NAME, R_QTYPE, R_ACTION, R_RCODE, R_SOURCE, R_REASON, R_CATEGORY,
+ R_SERVICE, R_LIST, R_RULE, R_SCHEDULE, R_THREAT, R_SEVERITY, R_DURATION) = range(19)
+
+
+def row_of_record(rec: QueryRecord) -> tuple[Any, ...]:
+    """A QueryRecord as a row (its fields in order)."""
+    return (rec.time, rec.client, rec.device, rec.mac, rec.profile, rec.name, rec.qtype, rec.action, rec.rcode,
+            rec.source, rec.reason, rec.category, rec.service, rec.list_name, rec.rule, rec.schedule, rec.threat,
+            rec.severity, rec.duration_ms)
+
+
 @dataclass(frozen=True, slots=True)
 class RiskEvent:
     """A risk event as the rules emit it: ``count`` new occurrences of the event ``key``.

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..usage import local_day
@@ -31,11 +32,24 @@ from .records import (
     BUDGET,
     BYPASS,
     NEW_DEVICE,
+    R_ACTION,
+    R_CATEGORY,
+    R_CLIENT,
+    R_DEVICE,
+    R_NAME,
+    R_PROFILE,
+    R_REASON,
+    R_SCHEDULE,
+    R_SERVICE,
+    R_SEVERITY,
+    R_THREAT,
+    R_TIME,
     SCHEDULE,
     SEVERITY_RANK,
     SYSTEM,
     QueryRecord,
     RiskEvent,
+    row_of_record,
 )
 
 MAX_EXAMPLES = 5
@@ -46,24 +60,35 @@ DEFAULT_SEVERITY = {BLOCKED: "medium", BYPASS: "high", SCHEDULE: "low", BUDGET: 
 
 def classify(rec: QueryRecord) -> tuple[str, str] | None:
     """(kind, topic) of the risk this query shows, or None. Topic groups the aggregation."""
-    if rec.reason == Reason.BYPASS or (rec.category == "bypass" and rec.action in (Outcome.BLOCKED, Outcome.REFUSED)):
-        return BYPASS, rec.category or rec.service or "bypass"
-    if rec.action != Outcome.BLOCKED:
+    return classify_row(row_of_record(rec))
+
+
+def classify_row(row: tuple[Any, ...]) -> tuple[str, str] | None:
+    """``classify`` for a row (a QueryRecord's fields in order, records.R_*)."""
+    reason, action, category = row[R_REASON], row[R_ACTION], row[R_CATEGORY]
+    if reason == Reason.BYPASS or (category == "bypass" and action in (Outcome.BLOCKED, Outcome.REFUSED)):
+        return BYPASS, category or row[R_SERVICE] or "bypass"
+    if action != Outcome.BLOCKED:
         return None
-    if rec.reason == Reason.BUDGET:
-        return BUDGET, rec.service or rec.category or ""
-    if rec.threat:
+    if reason == Reason.BUDGET:
+        return BUDGET, row[R_SERVICE] or category or ""
+    if row[R_THREAT]:
         # The threat wins whatever decided first (a schedule, a pause, the deny list):
         # pornography at bedtime is an adult event of the adult severity.
-        return BLOCKED, rec.category or rec.service or rec.threat
-    if rec.reason == Reason.SCHEDULE:
-        return SCHEDULE, rec.schedule or ""
+        return BLOCKED, category or row[R_SERVICE] or row[R_THREAT]
+    if reason == Reason.SCHEDULE:
+        return SCHEDULE, row[R_SCHEDULE] or ""
     return None
 
 
 def is_risk(rec: QueryRecord) -> bool:
     """Kept in detail in ``risks-only`` privacy mode: blocked, threats and risk events."""
-    return rec.action == Outcome.BLOCKED or bool(rec.threat) or classify(rec) is not None
+    return is_risk_row(row_of_record(rec))
+
+
+def is_risk_row(row: tuple[Any, ...]) -> bool:
+    """``is_risk`` for a row."""
+    return row[R_ACTION] == Outcome.BLOCKED or bool(row[R_THREAT]) or classify_row(row) is not None
 
 
 def worse(a: str, b: str) -> str:
@@ -115,26 +140,32 @@ class RiskRules:
                 ev.device = new
 
     def observe(self, rec: QueryRecord) -> None:
-        found = classify(rec)
+        self.observe_row(row_of_record(rec))
+
+    def observe_row(self, row: tuple[Any, ...]) -> None:
+        """``observe`` for a row (a QueryRecord's fields in order, records.R_*)."""
+        found = classify_row(row)
         if found is None:
             return
         kind, topic = found
-        who = rec.device or rec.client or rec.profile or ""
+        at, client, device, profile = row[R_TIME], row[R_CLIENT], row[R_DEVICE], row[R_PROFILE]
+        severity = row[R_SEVERITY]
+        who = device or client or profile or ""
         if kind == BUDGET:
-            day = local_day(rec.time, self.zone)
-            slot = (kind, f"{rec.profile or who}:{topic}", day.isoformat())
+            day = local_day(at, self.zone)
+            slot = (kind, f"{profile or who}:{topic}", day.isoformat())
             ev = self._open.get(slot)
             if ev is None:
-                ev = self._start(slot, SEP.join(slot), kind, rec.time, rec.severity, rec.device, rec.client or None, rec.profile,
-                                 rec.threat, rec.category, rec.service)
+                ev = self._start(slot, SEP.join(slot), kind, at, severity, device, client or None, profile,
+                                 row[R_THREAT], row[R_CATEGORY], row[R_SERVICE])
                 ev.day = day
         else:
             slot = (kind, who, topic)
             ev = self._open.get(slot)
-            if ev is None or rec.time - ev.last >= self.window:
-                ev = self._start(slot, SEP.join((*slot, f"{rec.time:.3f}")), kind, rec.time, rec.severity, rec.device, rec.client or None, rec.profile,
-                                 rec.threat, rec.category, rec.service)
-        self._hit(ev, rec.time, rec.severity, rec.name)
+            if ev is None or at - ev.last >= self.window:
+                ev = self._start(slot, SEP.join((*slot, f"{at:.3f}")), kind, at, severity, device, client or None,
+                                 profile, row[R_THREAT], row[R_CATEGORY], row[R_SERVICE])
+        self._hit(ev, at, severity, row[R_NAME])
 
     def system(self, what: str, message: str, severity: str, time: float) -> None:
         """A system problem (``what``: storage, upstream, lists, ...), aggregated like the rest."""

@@ -24,7 +24,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,29 @@ from ..verdicts import Outcome
 from . import rollup
 from .days import Execute, built_zone, day_key
 from .db import Database, StoreError, open_database
-from .records import BUDGET, NEW_DEVICE, QueryRecord, RiskEvent
-from .risk import RiskRules, is_risk
+from .records import (
+    BUDGET,
+    NEW_DEVICE,
+    R_ACTION,
+    R_CATEGORY,
+    R_CLIENT,
+    R_DEVICE,
+    R_DURATION,
+    R_LIST,
+    R_MAC,
+    R_NAME,
+    R_PROFILE,
+    R_QTYPE,
+    R_RCODE,
+    R_REASON,
+    R_SERVICE,
+    R_SOURCE,
+    R_TIME,
+    QueryRecord,
+    RiskEvent,
+    row_of_record,
+)
+from .risk import RiskRules, is_risk_row
 from .tables import queries
 
 log = logging.getLogger(__name__)
@@ -171,34 +192,41 @@ class StoreWriter:
 
     def prepare(self, records: Sequence[QueryRecord], side: Sequence[tuple[Any, ...]]) -> Batch:
         """Rows, rollup deltas, usage minutes and risk events for one flush."""
+        return self.prepare_rows([row_of_record(r) for r in records], side)
+
+    def prepare_rows(self, records: Sequence[tuple[Any, ...]], side: Sequence[tuple[Any, ...]]) -> Batch:
+        """``prepare`` for rows: QueryRecord's fields as tuples, in order (records.R_*),
+        which is what the writer process is sent; read by index, no QueryRecord built."""
         batch = Batch(records=len(records))
         anonymous = self.mode == "anonymous"
         detail_all = self.mode != "risks-only"  # anonymous keeps every query, without the device
         rows, hourly, blocked, usage = batch.rows, batch.hourly, batch.blocked, batch.usage
         zone, meter, risk = self.zone, self.meter, self.risk
+        observe, blocked_action = risk.observe_row, Outcome.BLOCKED
         for rec in records:
             if anonymous:
-                rec = replace(rec, client="", device=None, mac=None)
+                rec = (rec[R_TIME], "", None, None, *rec[R_PROFILE:])
                 ck: ClientKey | None = None
             else:
-                ck = (rec.client, rec.mac or "", rec.device or "")
-            hour = int(rec.time // 3600) * 3600
-            hk = (hour, ck, rec.profile, rec.category, rec.service, rec.action)
+                ck = (rec[R_CLIENT], rec[R_MAC] or "", rec[R_DEVICE] or "")
+            at, profile, name, action = rec[R_TIME], rec[R_PROFILE], rec[R_NAME], rec[R_ACTION]
+            category, service = rec[R_CATEGORY], rec[R_SERVICE]
+            hour = int(at // 3600) * 3600
+            hk = (hour, ck, profile, category, service, action)
             hourly[hk] = hourly.get(hk, 0) + 1
-            if rec.action == Outcome.BLOCKED:
-                bk = (hour, rec.name, ck, rec.profile)
+            if action == blocked_action:
+                bk = (hour, name, ck, profile)
                 blocked[bk] = blocked.get(bk, 0) + 1
-            if detail_all or is_risk(rec):
-                rows.append((rec.time, ck, rec.profile, rec.name, rec.qtype, rec.action, rec.rcode, rec.source,
-                             rec.reason or None, rec.category, rec.service, rec.list_name, rec.rule, rec.schedule,
-                             rec.threat, rec.severity, rec.duration_ms))
-            risk.observe(rec)
-            if rec.profile is not None and rec.action in _USED:
-                for target in (rec.category, rec.service):
+            if detail_all or is_risk_row(rec):
+                rows.append((at, ck, profile, name, rec[R_QTYPE], action, rec[R_RCODE], rec[R_SOURCE],
+                             rec[R_REASON] or None, category, service, *rec[R_LIST:R_DURATION + 1]))
+            observe(rec)
+            if profile is not None and action in _USED:
+                for target in (category, service):
                     if target:
-                        for minute in meter.observe(rec.profile, target, rec.time, zone):
+                        for minute in meter.observe(profile, target, at, zone):
                             day, local_hour = meter.slot(minute, zone)
-                            uk = (day.isoformat(), local_hour, rec.profile, target)
+                            uk = (day.isoformat(), local_hour, profile, target)
                             usage[uk] = usage.get(uk, 0) + 1
         for item in side:
             if item[0] == "system":
@@ -225,10 +253,14 @@ class StoreWriter:
 
     def process(self, records: Sequence[QueryRecord], side: Sequence[tuple[Any, ...]]) -> None:
         """Prepare and commit one flush (plus any batch the disk refused before)."""
+        self.process_rows([row_of_record(r) for r in records], side)
+
+    def process_rows(self, records: Sequence[tuple[Any, ...]], side: Sequence[tuple[Any, ...]]) -> None:
+        """``process`` for rows (see ``prepare_rows``): what the writer process runs."""
         started = time.thread_time()
         try:
             if records or side:
-                self.waiting.append(self.prepare(records, side))
+                self.waiting.append(self.prepare_rows(records, side))
             self._trim_waiting()
             if self.waiting and self.open():
                 self._commit_waiting()
