@@ -7,7 +7,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -463,10 +463,13 @@ def run(path: str) -> int:
         log.info("uvloop is not installed: using the standard asyncio loop")
     else:
         runner = uvloop.run
-    return runner(_serve(path, settings))
+    from . import heap
+
+    give_back = heap.lean()  # before the loop and any thread start
+    return runner(_serve(path, settings, give_back))
 
 
-async def _serve(path: str, settings: object) -> int:
+async def _serve(path: str, settings: object, give_back: Callable[[], None] | None = None) -> int:
     import asyncio
 
     from . import config
@@ -482,6 +485,7 @@ async def _serve(path: str, settings: object) -> int:
     gc.freeze()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    trimming = None if give_back is None else loop.create_task(_give_back_memory(give_back))
     reloading: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
@@ -518,9 +522,22 @@ async def _serve(path: str, settings: object) -> int:
                 await asyncio.wait_for(dashboard.wait(), 10)
         for task in reloading:
             task.cancel()
+        if trimming is not None:
+            trimming.cancel()
         with contextlib.suppress(Exception):
             await daemon.stop()
     return 0
+
+
+async def _give_back_memory(give_back: Callable[[], None]) -> None:
+    """Every ``heap.TRIM_SECONDS``, free pages of the C heap go back to the system."""
+    import asyncio
+
+    from .heap import TRIM_SECONDS
+
+    while True:
+        await asyncio.sleep(TRIM_SECONDS)
+        give_back()
 
 
 async def _start_dashboard(path: str) -> asyncio.subprocess.Process | None:
