@@ -130,8 +130,7 @@ class FakeDns:
                     out = rec.pack()
                 self.transport.sendto(out, addr)
 
-        transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, self.port))
-        self.port = transport.get_extra_info("sockname")[1]
+        chosen = self.port
 
         async def tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
@@ -152,7 +151,16 @@ class FakeDns:
             finally:
                 writer.close()
 
-        self._tcp = await asyncio.start_server(tcp, self.host, self.port)
+        for _attempt in range(50):
+            transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(self.host, chosen))
+            self.port = transport.get_extra_info("sockname")[1]
+            try:  # the same port over TCP: an OS-chosen UDP port may be taken over TCP (a client's port)
+                self._tcp = await asyncio.start_server(tcp, self.host, self.port)
+                break
+            except OSError:
+                transport.close()
+                if chosen:
+                    raise
 
     def stop(self) -> None:
         async def shutdown() -> None:
