@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .wire import HEADER, NOERROR, NXDOMAIN, U32, Question, Reply, opt_record, response_flags
 
 STALE_TTL = 30  # RFC 8767 section 4: the TTL of a stale answer
+_FLAGS: dict[int, int] = {}  # one int object per header flags value (a handful) for every entry
 
 
 @dataclass(slots=True)
@@ -27,7 +29,7 @@ class Entry:
     ns: int
     ar: int
     body: bytes
-    ttls: list[tuple[int, int]]
+    ttls: Sequence[tuple[int, int]]  # (offset in body, TTL); a tuple in the cache
     stored: float
     expires: float
     stale_until: float
@@ -83,9 +85,11 @@ class Cache:
         now = time.monotonic() if now is None else now
         # Each record counts down from its own TTL (clamped); records of a negative
         # answer all count down from the negative lifetime (RFC 2308 section 5).
-        ttls = [(off, life if reply.rcode or not reply.an else max(self.min_ttl, min(ttl, self.max_ttl)))
-                for off, ttl in reply.ttls]
-        entry = Entry(reply.flags, reply.rcode, reply.an, reply.ns, reply.ar, reply.body, ttls,
+        # A tuple, not a list, and the header flags shared: ~50 bytes less per entry.
+        ttls = tuple([(off, life if reply.rcode or not reply.an else max(self.min_ttl, min(ttl, self.max_ttl)))
+                      for off, ttl in reply.ttls])
+        flags = _FLAGS.setdefault(reply.flags, reply.flags)
+        entry = Entry(flags, reply.rcode, reply.an, reply.ns, reply.ar, reply.body, ttls,
                       now, now + life, now + life + self.stale_seconds, tuple(reply.cnames))
         entries = self._entries
         entries[key] = entry

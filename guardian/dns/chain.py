@@ -56,7 +56,7 @@ class Query:
     cnames: tuple[str, ...] = ()  # CNAME targets in the answer (for CNAME-chain policy)
     # Where the answer's record TTLs are, when a step below knows (cache, upstream):
     # (offset from ttl_base, TTL) pairs, so a TTL cap is applied without parsing.
-    ttls: list[tuple[int, int]] | None = None
+    ttls: Sequence[tuple[int, int]] | None = None
     ttl_base: int = 0
     addr: tuple[Any, ...] | None = None  # the UDP peer to answer: (host, port[, flowinfo, scope_id])
     # Packet cache (server.py): until when this exact answer may be sent again to the

@@ -15,7 +15,7 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -383,7 +383,7 @@ def _dnslib_name(wire: bytes) -> str:
     return wire_to_text(wire) + "."
 
 
-def cap_ttls(answer: bytes, cap: int, ttls: list[tuple[int, int]] | None = None, base: int = 0) -> bytes:
+def cap_ttls(answer: bytes, cap: int, ttls: Sequence[tuple[int, int]] | None = None, base: int = 0) -> bytes:
     """``answer`` with no record TTL above ``cap`` seconds (schedule boundaries, the
     filtered-profile cap). ``ttls`` (offset from ``base``, TTL) says where the TTLs
     are when the step that made the answer knows; else the answer is parsed."""
